@@ -1,0 +1,115 @@
+"""The exceptions crypto/ raises.
+
+Every message is written for the person at the keyboard: it says what went wrong
+and what to do next, and never carries key material, passphrases, plaintext or
+paths. Callers may show ``error.message`` as it is. Anything else crypto/ lets
+escape is a bug.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CryptoError(Exception):
+    """Base class of every failure raised by crypto/."""
+
+    default_message = "A cryptographic operation failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidKey(CryptoError):
+    """A key has the wrong length, is malformed, or is a weak (low-order) point."""
+
+    default_message = "A key is malformed or unusable; it may have been corrupted or tampered with."
+
+
+class KeyslotError(CryptoError):
+    """Base class of keyslot failures."""
+
+
+class WrongSecret(KeyslotError):
+    """No slot opens with the passphrase or recovery code given."""
+
+    default_message = "Wrong passphrase or recovery code. Check it and try again."
+
+
+class KeyslotCorrupt(KeyslotError):
+    """The keyslot file cannot be parsed or violates its bounds."""
+
+    default_message = (
+        "The keyslot file is damaged or not a fieldapp keyslot file; restore it from backup."
+    )
+
+
+class WeakParameters(KeyslotError):
+    """Argon2id parameters below the production floor were asked for."""
+
+    default_message = "The key-derivation parameters are below the allowed minimum."
+
+
+class KeyFileError(CryptoError):
+    """A key file could not be written safely (disk full, permissions, symlink)."""
+
+    default_message = (
+        "A key file could not be written safely; nothing was changed. "
+        "Check free space and permissions of the home folder."
+    )
+
+
+class StatementReason(StrEnum):
+    """Why a signed statement or chain was refused (for logs and tests)."""
+
+    MALFORMED = "malformed"
+    WRONG_KIND = "wrong-kind"
+    BAD_SIGNATURE = "bad-signature"
+    MISSING_SIGNATURE = "missing-signature"
+    REPLAYED = "replayed"
+    SKIPPED_VERSION = "skipped-version"
+    EXPIRED = "expired"
+    WRONG_SUBJECT = "wrong-subject"
+
+
+class StatementError(CryptoError):
+    """A signed statement, or a chain of them, failed verification.
+
+    ``reason`` says which check failed. When a chain is refused the caller's
+    trusted state is unchanged: the verifier is a pure function.
+    """
+
+    def __init__(self, reason: StatementReason, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(
+            message
+            or f"A signed key statement was refused ({reason.value}); "
+            "keep the keys you have and ask HQ for a fresh statement."
+        )
+
+
+class BundleReason(StrEnum):
+    """Why a bundle was refused. One exception type, many reasons (for logs)."""
+
+    FORMAT = "format"  # magic, version, sizes: refused before any public-key work
+    NO_MATCHING_KEY = "no-matching-key"  # no HQ box key opens the header
+    HEADER = "header"  # header opened but its fields are invalid
+    SIGNATURE = "signature"  # the device signature does not verify
+    PAYLOAD = "payload"  # a chunk failed, was reordered, dropped, truncated or padded wrong
+    TOO_LARGE = "too-large"  # declared sizes exceed the configured bound
+
+
+class BundleError(CryptoError):
+    """A bundle could not be opened. Nothing from it may be trusted or kept.
+
+    ``reason`` is for logs and quarantine notes; ``message`` for the user.
+    """
+
+    def __init__(self, reason: BundleReason, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(
+            message
+            or f"This bundle cannot be opened ({reason.value}): it is damaged, tampered with, "
+            "or not addressed to this HQ. It was not imported."
+        )

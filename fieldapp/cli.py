@@ -1,0 +1,130 @@
+"""The ``fieldapp`` command line: one dispatcher, one line per expected error.
+
+``run()`` is the whole program minus ``sys.exit``: tests call it in-process with
+their own streams. Expected failures (``FieldappError`` and ``CryptoError``)
+print one line on stderr and return their exit code; anything else is a bug,
+reported as one line that asks for ``--debug``, which alone prints tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import click
+
+from crypto.errors import (
+    BundleError,
+    CryptoError,
+    InvalidKey,
+    KeyFileError,
+    KeyslotCorrupt,
+    StatementError,
+    WrongSecret,
+)
+from fieldapp import __version__
+from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.hardening import harden_process
+
+_CRYPTO_EXIT_CODES: tuple[tuple[type[CryptoError], ExitCode], ...] = (
+    (WrongSecret, ExitCode.AUTH),
+    (KeyslotCorrupt, ExitCode.DATA),
+    (BundleError, ExitCode.DATA),
+    (StatementError, ExitCode.KEYS),
+    (InvalidKey, ExitCode.KEYS),
+    (KeyFileError, ExitCode.IO),
+)
+
+
+@dataclass
+class CliState:
+    """What the group callback learns for the dispatcher and the subcommands."""
+
+    debug: bool = False
+    home: str | None = None
+
+
+@click.group(
+    name="fieldapp",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(
+    __version__, "--version", prog_name="fieldapp", message="%(prog)s %(version)s"
+)
+@click.option("--home", metavar="DIR", help="Home folder holding the keys and the encrypted store.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
+    """fieldapp: secure, offline-first field reporting for human-rights monitors.
+
+    Run with no command to open the terminal UI (arrives with the UI issue);
+    every command has --help.
+    """
+    state = ctx.ensure_object(CliState)
+    state.debug = debug
+    state.home = home
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def exit_code_for(error: BaseException) -> ExitCode | None:
+    """The exit code of an expected error, or None for a bug."""
+    if isinstance(error, FieldappError):
+        return error.exit_code
+    for kind, code in _CRYPTO_EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    if isinstance(error, CryptoError):
+        return ExitCode.ERROR
+    return None
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    group: click.Group = cli,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    """Run the CLI with ``argv`` and return its exit code; never raises."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    state = CliState()
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        result = group.main(list(argv), prog_name="fieldapp", standalone_mode=False, obj=state)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show(file=err)
+        return int(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        err.write("fieldapp: interrupted; nothing more was done.\n")
+        return ExitCode.INTERRUPTED
+    except Exception as e:  # noqa: BLE001 -- the one place that turns errors into exit codes
+        code = exit_code_for(e)
+        if state.debug:
+            traceback.print_exception(e, file=err)
+        if code is None:
+            err.write(
+                "fieldapp: internal error; nothing was lost. "
+                "Run the same command with --debug and report the traceback.\n"
+            )
+            return ExitCode.INTERNAL
+        message = e.message if isinstance(e, FieldappError | CryptoError) else ""
+        err.write(f"fieldapp: {message}\n")
+        return code
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+
+
+def main() -> None:
+    """Console-script entry point."""
+    harden_process()
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Moving data between machines: bundles, the relay, USB transfer, HQ import."""
