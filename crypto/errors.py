@@ -96,6 +96,7 @@ class BundleReason(StrEnum):
     NO_MATCHING_KEY = "no-matching-key"  # no HQ box key opens the header
     HEADER = "header"  # header opened but its fields are invalid
     SIGNATURE = "signature"  # the device signature does not verify
+    UNKNOWN_DEVICE = "unknown-device"  # signed by a device this HQ does not trust
     PAYLOAD = "payload"  # a chunk failed, was reordered, dropped, truncated or padded wrong
     TOO_LARGE = "too-large"  # declared sizes exceed the configured bound
 

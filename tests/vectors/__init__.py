@@ -1,0 +1,1 @@
+"""Deterministic test-vector generators and the vectors they produced."""
