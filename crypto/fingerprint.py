@@ -23,7 +23,9 @@ _NOT_DIGIT = re.compile(r"[\s\-]+")
 
 def _digits(key: _PublicKey) -> str:
     identifier = key.role.encode("utf-8")
-    digest = hashlib.sha512(FINGERPRINT_VERSION.to_bytes(2, "big") + key.raw + identifier).digest()
+    # As Signal's NumericFingerprintGenerator: the loop starts from the raw
+    # concatenation, not from its hash.
+    digest = FINGERPRINT_VERSION.to_bytes(2, "big") + key.raw + identifier
     for _ in range(ITERATIONS):
         digest = hashlib.sha512(digest + key.raw).digest()
     groups = [int.from_bytes(digest[i * 5 : i * 5 + 5], "big") % 100_000 for i in range(GROUPS)]

@@ -26,6 +26,9 @@ KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 KEY_ID_BYTES = 16
 
+# Integers at or above this are second encodings of field elements (u + p).
+_FIELD_PRIME = 2**255 - 19
+
 # A fixed clamped scalar: multiplying any low-order X25519 point by it gives the
 # all-zero point, which libsodium's crypto_scalarmult refuses.
 _PROBE_SCALAR = bytes([0x58] + [0x13] * 30 + [0x42])
@@ -115,7 +118,9 @@ class _Ed25519Public(_PublicKey):
 class _X25519Public(_PublicKey):
     @classmethod
     def _check_point(cls, raw: bytes) -> None:
-        if raw[31] & 0x80:
+        # The high bit and the values p..2^255-1 are second encodings of a point: they
+        # would give one key two ids and two fingerprints.
+        if int.from_bytes(raw, "little") >= _FIELD_PRIME:
             raise InvalidKey(f"The {cls.role} key is not a canonical X25519 public key.")
         try:
             sodium.crypto_scalarmult(_PROBE_SCALAR, raw)
