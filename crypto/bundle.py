@@ -32,7 +32,7 @@ import stat
 import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 import nacl.bindings as sodium
@@ -96,7 +96,8 @@ class SealedBundle:
     plaintext_length: int
     padded_length: int
     size: int
-    payload_sha256: bytes
+    # A hash of a short plaintext confirms a guess at it: keep it out of logs.
+    payload_sha256: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class OpenedBundle:
     hq_key_id: bytes
     device: DeviceVerifyKey
     plaintext_length: int
-    payload_sha256: bytes
+    payload_sha256: bytes = field(repr=False)
 
 
 def chunk_count(padded_length: int) -> int:
@@ -142,22 +143,37 @@ def seal_bundle(
     *,
     recipient: BoxPublicKey,
     device: DeviceSigningKey,
-    rng: Random | None = None,
 ) -> SealedBundle:
     """Seal everything readable from ``src`` into ``dst`` as one bundle.
 
     ``dst`` must be seekable and positioned at the start of an empty file: the
     header (which holds the payload hash) is written last, into room reserved
-    at the start. Memory stays bounded whatever the payload size. ``rng`` is
-    for deterministic test vectors only; production leaves it None.
+    at the start. Memory stays bounded whatever the payload size.
 
     Raises ValueError if the payload exceeds MAX_PADDED_BYTES, OSError from
     the streams.
+    """
+    return _seal(src, dst, recipient=recipient, device=device, rng=None)
+
+
+def _seal(
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    recipient: BoxPublicKey,
+    device: DeviceSigningKey,
+    rng: Random | None,
+) -> SealedBundle:
+    """``seal_bundle`` with injectable randomness, for the test-vector generator only.
+
+    A generator that repeats itself reuses payload keys and nonces: never pass
+    anything but None outside ``tests/vectors``.
     """
     draw = rng or nacl.utils.random
     bundle_id = draw(BUNDLE_ID_BYTES)
     payload_key = draw(32)
     stream_header = draw(HEADER_BYTES)
+    device_public = device.public_key
     start = dst.tell()
     dst.write(bytes(HEADER_TOTAL_BYTES))
     digest, plaintext_length, padded_length = _encrypt_payload(
@@ -168,7 +184,7 @@ def seal_bundle(
     fields = _SIGNED_FIELDS.pack(
         bundle_id,
         recipient.key_id,
-        device.public_key.raw,
+        device_public.raw,
         payload_key,
         stream_header,
         plaintext_length,
@@ -196,32 +212,70 @@ def _encrypt_payload(
 ) -> tuple[bytes, int, int]:
     """Encrypt src to dst; returns (sha256, plaintext length, padded length).
 
-    Hashing runs in a second thread on block N while this one encrypts block N
-    (both release the GIL), so sealing runs at close to raw secretstream speed.
     The last chunk cannot be told apart until the next read returns nothing,
     so one block is always held back.
     """
-    hasher = hashlib.sha256()
     total = 0
-    pending: Future[None] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-hash") as pool:
+    with _BackgroundSha256() as hasher:
         block = _read_block(src)
         while True:
             following = _read_block(src) if block else b""
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(hasher.update, block)
+            hasher.update(block)
             total += len(block)
             if total > MAX_PADDED_BYTES:
                 raise ValueError("payload too large for one bundle")
             if not following:
                 padded = padme(total)
-                _push_block(stream, dst, block + bytes(padded - total), last=True)
+                _push_last(stream, dst, block, padding=padded - total)
                 break
-            _push_block(stream, dst, block, last=False)
+            _push_block(stream, dst, block)
             block = following
-        pending.result()
-    return hasher.digest(), total, padded
+        return hasher.digest(), total, padded
+
+
+class _BackgroundSha256:
+    """SHA-256 computed in a second thread while the caller encrypts or decrypts.
+
+    hashlib and libsodium both release the GIL on large inputs, so on two cores
+    the hash costs almost no wall time. Data is handed over in blocks of about
+    ``_BLOCK_BYTES``: per-chunk hand-offs cost more in locking than they save.
+    At most two blocks are held at once.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-hash")
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._pending: Future[None] | None = None
+
+    def __enter__(self) -> _BackgroundSha256:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def update(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= _BLOCK_BYTES:
+            self._hand_over()
+
+    def digest(self) -> bytes:
+        self._hand_over()
+        if self._pending is not None:
+            self._pending.result()
+        return self._hash.digest()
+
+    def _hand_over(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        parts, self._parts, self._size = self._parts, [], 0
+        self._pending = self._pool.submit(self._consume, parts)
+
+    def _consume(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self._hash.update(part)
 
 
 def _read_block(src: BinaryIO) -> bytes:
@@ -237,12 +291,28 @@ def _read_block(src: BinaryIO) -> bytes:
     return b"".join(parts)
 
 
-def _push_block(stream: StreamEncryptor, dst: BinaryIO, block: bytes, *, last: bool) -> None:
+def _push_block(stream: StreamEncryptor, dst: BinaryIO, block: bytes) -> None:
+    """Encrypt a block that is a whole number of chunks and not the last one."""
     view = memoryview(block)
-    count = chunk_count(len(block)) if last else len(block) // CHUNK_BYTES
+    for i in range(0, len(block), CHUNK_BYTES):
+        dst.write(stream.push(bytes(view[i : i + CHUNK_BYTES]), final=False))
+
+
+def _push_last(stream: StreamEncryptor, dst: BinaryIO, block: bytes, *, padding: int) -> None:
+    """Encrypt the last block and ``padding`` zero bytes, one chunk at a time.
+
+    Padding can reach tens of MiB for large payloads, so it is never built whole.
+    """
+    total = len(block) + padding
+    count = chunk_count(total)
+    zeros = bytes(CHUNK_BYTES)
+    view = memoryview(block)
     for i in range(count):
-        chunk = bytes(view[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
-        dst.write(stream.push(chunk, final=last and i == count - 1))
+        start = i * CHUNK_BYTES
+        data = bytes(view[start : start + CHUNK_BYTES])
+        fill = min(CHUNK_BYTES, total - start) - len(data)
+        chunk = data + zeros[:fill] if fill else data
+        dst.write(stream.push(chunk, final=i == count - 1))
 
 
 # ------------------------------------------------------------------------ opening
@@ -253,11 +323,11 @@ class _Header:
     bundle_id: bytes
     hq_key_id: bytes
     device: DeviceVerifyKey
-    payload_key: bytes
-    stream_header: bytes
+    payload_key: bytes = field(repr=False)
+    stream_header: bytes = field(repr=False)
     plaintext_length: int
     padded_length: int
-    payload_sha256: bytes
+    payload_sha256: bytes = field(repr=False)
 
 
 def _fail(reason: BundleReason) -> BundleError:
@@ -273,9 +343,9 @@ def read_prefix(data: bytes) -> None:
         raise _fail(BundleReason.FORMAT)
 
 
-def _try_unseal(sealed: bytes, key: BoxPrivateKey) -> bytes | None:
+def _try_unseal(sealed: bytes, key: BoxPrivateKey, public: BoxPublicKey) -> bytes | None:
     try:
-        return sodium.crypto_box_seal_open(sealed, key.public_key.raw, key.secret_bytes())
+        return sodium.crypto_box_seal_open(sealed, public.raw, key.secret_bytes())
     except nacl.exceptions.CryptoError:
         return None
 
@@ -285,15 +355,16 @@ def _open_header(
     sealed: bytes,
     keys: Sequence[BoxPrivateKey],
     *,
-    trusts_device: Callable[[DeviceVerifyKey], bool] | None,
+    trusts_device: Callable[[DeviceVerifyKey], bool],
     max_padded_length: int,
 ) -> _Header:
     inner: bytes | None = None
-    opened_with: BoxPrivateKey | None = None
+    opened_with: BoxPublicKey | None = None
     for key in keys:
-        inner = _try_unseal(sealed, key)
+        public = key.public_key
+        inner = _try_unseal(sealed, key, public)
         if inner is not None:
-            opened_with = key
+            opened_with = public
             break
     if inner is None or opened_with is None or len(inner) != INNER_BYTES:
         raise _fail(BundleReason.NO_MATCHING_KEY)
@@ -301,7 +372,7 @@ def _open_header(
     (bundle_id, key_id, device_raw, payload_key, stream_header, plain, padded, chunk, digest) = (
         _SIGNED_FIELDS.unpack(fields)
     )
-    if not constant_time_equal(key_id, opened_with.public_key.key_id):
+    if not constant_time_equal(key_id, opened_with.key_id):
         raise _fail(BundleReason.HEADER)
     try:
         device = DeviceVerifyKey(device_raw)
@@ -309,7 +380,7 @@ def _open_header(
         raise _fail(BundleReason.HEADER) from e
     if not device.verify(SignPurpose.BUNDLE_HEADER, prefix + fields, signature):
         raise _fail(BundleReason.SIGNATURE)
-    if trusts_device is not None and not trusts_device(device):
+    if not trusts_device(device):
         raise _fail(BundleReason.UNKNOWN_DEVICE)
     if chunk != CHUNK_BYTES or plain > padded or padded > MAX_PADDED_BYTES:
         raise _fail(BundleReason.HEADER)
@@ -320,13 +391,14 @@ def _open_header(
     return _Header(bundle_id, key_id, device, payload_key, stream_header, plain, padded, digest)
 
 
-def _read_exact(src: BinaryIO, size: int) -> bytes:
+def _read_exact(src: BinaryIO, size: int, short: BundleReason = BundleReason.PAYLOAD) -> bytes:
+    """Exactly ``size`` bytes, across short reads; a premature end is ``short``."""
     parts: list[bytes] = []
     want = size
     while want:
         part = src.read(want)
         if not part:
-            raise _fail(BundleReason.PAYLOAD)
+            raise _fail(short)
         parts.append(part)
         want -= len(part)
     return b"".join(parts)
@@ -337,7 +409,7 @@ def open_bundle(
     keys: Sequence[BoxPrivateKey],
     sink: PlaintextSink,
     *,
-    trusts_device: Callable[[DeviceVerifyKey], bool] | None = None,
+    trusts_device: Callable[[DeviceVerifyKey], bool],
     max_padded_length: int = MAX_PADDED_BYTES,
 ) -> OpenedBundle:
     """Open and verify one bundle read from ``src``, streaming its payload to ``sink``.
@@ -359,16 +431,14 @@ def _open(
     src: BinaryIO,
     keys: Sequence[BoxPrivateKey],
     sink: PlaintextSink,
-    trusts_device: Callable[[DeviceVerifyKey], bool] | None,
+    trusts_device: Callable[[DeviceVerifyKey], bool],
     max_padded_length: int,
 ) -> OpenedBundle:
     if not keys or len(keys) > MAX_BOX_KEYS:
         raise ValueError("between 1 and 64 HQ box keys are needed to open bundles")
-    prefix = src.read(PREFIX_BYTES)
+    prefix = _read_exact(src, PREFIX_BYTES, BundleReason.FORMAT)
     read_prefix(prefix)
-    sealed = src.read(SEALED_BYTES)
-    if len(sealed) != SEALED_BYTES:
-        raise _fail(BundleReason.FORMAT)
+    sealed = _read_exact(src, SEALED_BYTES, BundleReason.FORMAT)
     header = _open_header(
         prefix,
         sealed,
@@ -407,11 +477,9 @@ def _check_size(src: BinaryIO, padded_length: int) -> None:
 
 def _decrypt_payload(src: BinaryIO, sink: PlaintextSink, header: _Header) -> bytes:
     stream = StreamDecryptor(header.payload_key, header.stream_header)
-    hasher = hashlib.sha256()
     count = chunk_count(header.padded_length)
     remaining_plain = header.plaintext_length
-    pending: Future[None] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-hash") as pool:
+    with _BackgroundSha256() as hasher:
         for index in range(count):
             last = index == count - 1
             size = header.padded_length - CHUNK_BYTES * index if last else CHUNK_BYTES
@@ -426,18 +494,15 @@ def _decrypt_payload(src: BinaryIO, sink: PlaintextSink, header: _Header) -> byt
             if real < len(plaintext) and any(plaintext[real:]):
                 raise _fail(BundleReason.PAYLOAD)
             data = plaintext[:real] if real < len(plaintext) else plaintext
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(hasher.update, data)
+            hasher.update(data)
             if data:
                 sink.write(data)
-        if pending is not None:
-            pending.result()
+        digest = hasher.digest()
     try:
         stream.finish()
     except StreamError as e:
         raise _fail(BundleReason.PAYLOAD) from e
-    return hasher.digest()
+    return digest
 
 
 class BytesSink:
@@ -461,7 +526,7 @@ def open_bundle_bytes(
     data: bytes,
     keys: Sequence[BoxPrivateKey],
     *,
-    trusts_device: Callable[[DeviceVerifyKey], bool] | None = None,
+    trusts_device: Callable[[DeviceVerifyKey], bool],
     max_padded_length: int = MAX_PADDED_BYTES,
 ) -> tuple[OpenedBundle, bytes]:
     """Open a bundle held in memory; the plaintext is returned only once all of it verified.

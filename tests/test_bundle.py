@@ -23,9 +23,9 @@ from crypto.bundle import (
     seal_bundle,
 )
 from crypto.errors import BundleError, BundleReason
-from crypto.keys import BoxPrivateKey, DeviceSigningKey
+from crypto.keys import BoxPrivateKey, DeviceSigningKey, DeviceVerifyKey
 from crypto.padme import padme
-from crypto.secretstream import ABYTES, StreamEncryptor
+from crypto.secretstream import ABYTES, StreamDecryptor, StreamEncryptor
 from tests.vectors import bundle_vectors as bv
 
 HQ = bv.HQ_BOX
@@ -33,15 +33,20 @@ DEVICE = bv.DEVICE
 ARABIC_TEXT = "اختفى ابني بعد عبوره الحاجز في ١٢ كانون الأول ٢٠١٦، ولم نسمع عنه شيئاً منذ ذلك الحين."
 
 
-def seal(data: bytes, **kw: object) -> bytes:
+def trusted(device: DeviceVerifyKey) -> bool:
+    """HQ's enrolled devices, here just the one."""
+    return device == DEVICE.public_key
+
+
+def seal(data: bytes) -> bytes:
     out = io.BytesIO()
-    seal_bundle(io.BytesIO(data), out, recipient=HQ.public_key, device=DEVICE, **kw)  # type: ignore[arg-type]
+    seal_bundle(io.BytesIO(data), out, recipient=HQ.public_key, device=DEVICE)
     return out.getvalue()
 
 
 def reason_of(blob: bytes, keys: list[BoxPrivateKey] | None = None, **kw: object) -> BundleReason:
     with pytest.raises(BundleError) as caught:
-        open_bundle_bytes(blob, keys or [HQ], **kw)  # type: ignore[arg-type]
+        open_bundle_bytes(blob, keys or [HQ], trusts_device=trusted, **kw)  # type: ignore[arg-type]
     return caught.value.reason
 
 
@@ -62,7 +67,7 @@ def test_round_trip_at_chunk_edges_and_several_mib(size: int) -> None:
     data = os.urandom(size)
     blob = seal(data)
     assert len(blob) == bundle_size(size)
-    opened, plaintext = open_bundle_bytes(blob, [HQ])
+    opened, plaintext = open_bundle_bytes(blob, [HQ], trusts_device=trusted)
     assert plaintext == data
     assert opened.plaintext_length == size
     assert opened.payload_sha256 == hashlib.sha256(data).digest()
@@ -79,7 +84,7 @@ def test_round_trip_at_chunk_edges_and_several_mib(size: int) -> None:
     )
 )
 def test_round_trip_property(data: bytes) -> None:
-    opened, plaintext = open_bundle_bytes(seal(data), [HQ])
+    opened, plaintext = open_bundle_bytes(seal(data), [HQ], trusts_device=trusted)
     assert plaintext == data
     assert opened.plaintext_length == len(data)
 
@@ -87,7 +92,7 @@ def test_round_trip_property(data: bytes) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.text(alphabet=st.characters(min_codepoint=0x0600, max_codepoint=0x06FF), max_size=2000))
 def test_arabic_text_round_trips_exactly(text: str) -> None:
-    _, plaintext = open_bundle_bytes(seal(text.encode("utf-8")), [HQ])
+    _, plaintext = open_bundle_bytes(seal(text.encode("utf-8")), [HQ], trusts_device=trusted)
     assert plaintext.decode("utf-8") == text
 
 
@@ -96,7 +101,7 @@ def test_arabic_testimony_round_trips_and_is_not_in_the_bundle() -> None:
     blob = seal(encoded)
     assert encoded not in blob
     assert encoded[:12] not in blob
-    assert open_bundle_bytes(blob, [HQ])[1].decode("utf-8") == ARABIC_TEXT
+    assert open_bundle_bytes(blob, [HQ], trusts_device=trusted)[1].decode("utf-8") == ARABIC_TEXT
 
 
 def test_bundles_of_the_same_payload_differ() -> None:
@@ -110,7 +115,7 @@ def test_a_retired_key_still_opens_late_bundles() -> None:
     out = io.BytesIO()
     seal_bundle(io.BytesIO(b"late"), out, recipient=retired.public_key, device=DEVICE)
     current = BoxPrivateKey.generate()
-    opened, plaintext = open_bundle_bytes(out.getvalue(), [current, retired])
+    opened, plaintext = open_bundle_bytes(out.getvalue(), [current, retired], trusts_device=trusted)
     assert plaintext == b"late"
     assert opened.hq_key_id == retired.public_key.key_id
 
@@ -124,12 +129,12 @@ def test_bundle_sealed_to_a_real_file_opens_from_it(tmp_path: object) -> None:
         seal_bundle(io.BytesIO(data), f, recipient=HQ.public_key, device=DEVICE)
     sink = BytesSink()
     with path.open("rb") as f:
-        open_bundle(f, [HQ], sink)
+        open_bundle(f, [HQ], sink, trusts_device=trusted)
     assert sink.getvalue() == data
     with path.open("ab") as f:
         f.write(b"\0")
     with path.open("rb") as f, pytest.raises(BundleError) as caught:
-        open_bundle(f, [HQ], BytesSink())
+        open_bundle(f, [HQ], BytesSink(), trusts_device=trusted)
     assert caught.value.reason is BundleReason.PAYLOAD
 
 
@@ -299,7 +304,7 @@ def test_sink_is_told_to_discard_when_a_late_chunk_fails() -> None:
 
     sink = Sink()
     with pytest.raises(BundleError):
-        open_bundle(io.BytesIO(bytes(blob)), [HQ], sink)
+        open_bundle(io.BytesIO(bytes(blob)), [HQ], sink, trusts_device=trusted)
     assert aborted == [True]
     assert sink.getvalue() == b""
 
@@ -353,7 +358,7 @@ def test_validly_signed_hostile_headers_are_refused_after_reading_only_the_heade
     tracemalloc.start()
     try:
         with pytest.raises(BundleError) as caught:
-            open_bundle(reader, [HQ], BytesSink(), max_padded_length=1 << 30)
+            open_bundle(reader, [HQ], BytesSink(), trusts_device=trusted, max_padded_length=1 << 30)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -366,7 +371,7 @@ def test_validly_signed_hostile_headers_are_refused_after_reading_only_the_heade
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_only_ever_raise_bundle_error(data: bytes) -> None:
     with pytest.raises(BundleError):
-        open_bundle_bytes(data, [HQ])
+        open_bundle_bytes(data, [HQ], trusts_device=trusted)
 
 
 @settings(max_examples=200, deadline=None)
@@ -379,7 +384,7 @@ def test_random_mutations_of_a_valid_bundle_are_refused(data: st.DataObject) -> 
     for offset in offsets:
         blob[offset] ^= data.draw(st.integers(min_value=1, max_value=255))
     with pytest.raises(BundleError):
-        open_bundle_bytes(bytes(blob), [HQ])
+        open_bundle_bytes(bytes(blob), [HQ], trusts_device=trusted)
 
 
 # ------------------------------------------------------------------ bounded memory
@@ -427,7 +432,7 @@ def test_sealing_and_opening_64_mib_stays_in_bounded_memory(tmp_path: object) ->
         tracemalloc.reset_peak()
         sink = HashingSink()
         with path.open("rb") as f:
-            opened = open_bundle(f, [HQ], sink)
+            opened = open_bundle(f, [HQ], sink, trusts_device=trusted)
         _, open_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -436,3 +441,81 @@ def test_sealing_and_opening_64_mib_stays_in_bounded_memory(tmp_path: object) ->
     assert sink.size == size
     assert seal_peak < 8 << 20, seal_peak
     assert open_peak < 8 << 20, open_peak
+
+
+class TrickleReader(io.BytesIO):
+    """A pipe-like source that returns at most 7 bytes per read."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return super().read(7 if size is None or size < 0 else min(size, 7))
+
+
+def test_short_reads_from_a_pipe_like_source_still_open() -> None:
+    data = os.urandom(CHUNK_BYTES + 3)
+    sink = BytesSink()
+    open_bundle(TrickleReader(seal(data)), [HQ], sink, trusts_device=trusted)
+    assert sink.getvalue() == data
+
+
+def test_device_trust_must_be_decided_by_every_caller() -> None:
+    import inspect
+
+    for function in (open_bundle, open_bundle_bytes):
+        parameter = inspect.signature(function).parameters["trusts_device"]
+        assert parameter.default is inspect.Parameter.empty, function.__name__
+
+
+def test_reprs_never_show_the_payload_key_or_the_plaintext_hash() -> None:
+    data = b"short testimony"
+    blob = seal(data)
+    opened, _ = open_bundle_bytes(blob, [HQ], trusts_device=trusted)
+    header = bundle._open_header(
+        blob[: bundle.PREFIX_BYTES],
+        blob[bundle.PREFIX_BYTES : HEADER_TOTAL_BYTES],
+        [HQ],
+        trusts_device=trusted,
+        max_padded_length=1 << 20,
+    )
+    digest = hashlib.sha256(data).digest()
+    for text in (repr(opened), repr(header)):
+        for secret in (header.payload_key, header.stream_header, digest):
+            assert secret.hex() not in text
+            assert repr(secret) not in text
+
+
+class NullDestination:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(data[:0])  # keep the count, not the bytes
+        return len(data)
+
+
+def test_large_padding_is_encrypted_chunk_by_chunk_in_bounded_memory() -> None:
+    key, header = os.urandom(32), os.urandom(24)
+    padding = 64 * 1024 * 1024 + 5
+    block = os.urandom(1000)
+    dst = NullDestination()
+    tracemalloc.start()
+    try:
+        bundle._push_last(StreamEncryptor(key, header), dst, block, padding=padding)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(dst.chunks) == bundle.chunk_count(len(block) + padding)
+    assert peak < 2 << 20, peak
+
+
+def test_streamed_padding_decrypts_to_the_block_then_zeros() -> None:
+    key, header = os.urandom(32), os.urandom(24)
+    block = os.urandom(CHUNK_BYTES + 10)
+    out = io.BytesIO()
+    bundle._push_last(StreamEncryptor(key, header), out, block, padding=CHUNK_BYTES + 7)
+    body = out.getvalue()
+    dec = StreamDecryptor(key, header)
+    size = CHUNK_BYTES + ABYTES
+    plain = [dec.pull(body[i : i + size]) for i in range(0, len(body), size)]
+    dec.finish()
+    assert b"".join(p for p, _ in plain) == block + bytes(CHUNK_BYTES + 7)
+    assert [final for _, final in plain] == [False, False, True]

@@ -59,7 +59,7 @@ def seal(
     device: DeviceSigningKey = DEVICE,
 ) -> bytes:
     out = io.BytesIO()
-    bundle.seal_bundle(
+    bundle._seal(
         io.BytesIO(data), out, recipient=recipient, device=device, rng=DeterministicRandom(label)
     )
     return out.getvalue()
