@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import stat
 import time
@@ -37,6 +38,7 @@ FAULT_STEPS = ("created", "written", "fsynced", "renamed", "dir-fsynced")
 LOCK_TIMEOUT_S = 10.0
 
 _TEMP_INFIX = ".tmp-"
+_TEMP_TOKEN_BYTES = 8  # the temp name ends in twice as many lowercase hex digits
 
 
 def _no_fault(step: str) -> None:
@@ -53,17 +55,37 @@ _WRITTEN_BUT_UNSURE = (
 )
 
 
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, outermost first."""
+    missing: list[Path] = []
+    current = path
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    return missing[::-1]
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` as a folder only we can use (0700), or make it so if it exists.
 
-    Missing parent folders are created with default permissions.
+    Missing parent folders are created with default permissions. Every folder
+    created here is made durable by an fsync of the folder that holds it.
 
     Raises:
         KeyFileError: ``path`` is a symbolic link or not a folder, or cannot be
-            created or restricted.
+            created, made durable or restricted.
     """
     path = Path(path)
     try:
+        created = _missing_folders(path)
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
@@ -77,6 +99,17 @@ def ensure_private_dir(path: Path) -> None:
         raise KeyFileError("The home folder's permissions could not be restricted.") from e
     finally:
         os.close(fd)
+    try:
+        # A new folder is only an entry in its parent until the parent is fsynced: a
+        # power cut right after init could lose the whole new home, with the key files
+        # written into it (their own fsyncs do not cover that entry).
+        for folder in created:
+            _fsync_folder(folder.parent)
+    except OSError as e:
+        raise KeyFileError(
+            "The home folder was created, but the disk did not confirm it. "
+            "Check the disk, then try again."
+        ) from e
 
 
 def _open_dir(folder: Path) -> int:
@@ -127,10 +160,19 @@ def _locked(path: Path) -> Iterator[tuple[int, str]]:
         os.close(dir_fd)
 
 
+def _temp_name(name: str) -> str:
+    return f".{name}{_TEMP_INFIX}{secrets.token_hex(_TEMP_TOKEN_BYTES)}"
+
+
 def _remove_stale_temps(dir_fd: int, name: str) -> None:
-    prefix = f".{name}{_TEMP_INFIX}"
+    # Exactly the names _temp_name makes for this target. A prefix match would also
+    # take other files, such as the lock of a target named "<name>.tmp-x", and
+    # removing a lock another writer holds lets two writers in at once.
+    temp = re.compile(
+        rf"\.{re.escape(name)}{re.escape(_TEMP_INFIX)}[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}"
+    )
     for entry in os.listdir(dir_fd):
-        if entry.startswith(prefix):
+        if temp.fullmatch(entry):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry, dir_fd=dir_fd)
 
@@ -166,7 +208,7 @@ def _atomic_write_at(dir_fd: int, name: str, data: bytes) -> None:
     except OSError as e:
         raise KeyFileError() from e
     _refuse_non_regular_target(dir_fd, name)
-    temp = f".{name}{_TEMP_INFIX}{secrets.token_hex(8)}"
+    temp = _temp_name(name)
     fd = -1
     renamed = False
     try:
@@ -182,8 +224,11 @@ def _atomic_write_at(dir_fd: int, name: str, data: bytes) -> None:
         fault_hook("written")
         _fsync(fd)
         fault_hook("fsynced")
-        os.close(fd)
-        fd = -1
+        # Forget the fd before closing it. A failed close has still released it (on
+        # Linux always, elsewhere unspecified), so closing it again on the error path
+        # could close a descriptor another thread has just been given.
+        closing, fd = fd, -1
+        os.close(closing)
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         renamed = True
         fault_hook("renamed")
@@ -191,7 +236,10 @@ def _atomic_write_at(dir_fd: int, name: str, data: bytes) -> None:
         fault_hook("dir-fsynced")
     except BaseException as e:
         if fd >= 0:
-            os.close(fd)
+            # Best effort: a failure here must not skip removing the temp file, nor
+            # replace the error being reported.
+            with contextlib.suppress(OSError):
+                os.close(fd)
         if not renamed:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dir_fd)

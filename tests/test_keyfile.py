@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,16 @@ def _temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
 
 
+class _FakeOs:
+    """The real os module, except for the calls a test overrides."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        return self._overrides.get(name, getattr(os, name))
+
+
 @pytest.fixture(params=[0o000, 0o077], ids=["umask-000", "umask-077"])
 def umask(request: pytest.FixtureRequest) -> Iterator[int]:
     previous = os.umask(request.param)
@@ -71,6 +83,56 @@ def test_existing_dir_is_narrowed_to_0700(tmp_path: Path, umask: int) -> None:
     folder.chmod(0o777)
     ensure_private_dir(folder)
     assert _mode(folder) == 0o700
+
+
+def _fsynced_folders(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Spy on keyfile's fsync; the (st_dev, st_ino) of each folder it syncs, in order."""
+    synced: list[tuple[int, int]] = []
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            synced.append((st.st_dev, st.st_ino))
+        os.fsync(fd)
+
+    monkeypatch.setattr(keyfile, "os", _FakeOs(fsync=fsync))
+    return synced
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def test_a_new_private_dir_is_made_durable_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = _fsynced_folders(monkeypatch)
+    ensure_private_dir(tmp_path / "a" / "home")
+    # Each new folder is an entry in the folder above it; both entries must be synced.
+    assert synced == [_identity(tmp_path), _identity(tmp_path / "a")]
+
+
+def test_an_existing_private_dir_needs_no_folder_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "home").mkdir()
+    synced = _fsynced_folders(monkeypatch)
+    ensure_private_dir(tmp_path / "home")
+    assert synced == []
+
+
+def test_a_failed_folder_sync_is_key_file_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(keyfile, "os", _FakeOs(fsync=fsync))
+    with pytest.raises(KeyFileError, match="did not confirm") as raised:
+        ensure_private_dir(tmp_path / "home")
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.EIO
 
 
 def test_private_dir_refuses_a_symlink_and_a_file(tmp_path: Path) -> None:
@@ -140,13 +202,51 @@ def test_stale_temp_files_are_removed_on_the_next_write(home: Path) -> None:
     target = home / "keyslots"
     atomic_write(target, OLD)
     (home / ".keyslots.tmp-0123456789abcdef").write_bytes(b"half")
-    (home / ".keyslots.tmp-deadbeef").write_bytes(b"")
-    (home / ".device.tmp-0123").write_bytes(b"another file's temp")
+    (home / ".keyslots.tmp-fedcba9876543210").write_bytes(b"")
+    (home / ".device.tmp-0123456789abcdef").write_bytes(b"another file's temp")
     (home / "notes").write_bytes(b"unrelated")
     atomic_write(target, NEW)
-    assert _temps(home) == [".device.tmp-0123"]
+    assert _temps(home) == [".device.tmp-0123456789abcdef"]
     assert (home / "notes").read_bytes() == b"unrelated"
     assert target.read_bytes() == NEW
+
+
+def test_the_temp_name_is_what_the_sweep_matches(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def hook(step: str) -> None:
+        if step == "created":
+            seen.extend(_temps(home))
+
+    monkeypatch.setattr(keyfile, "fault_hook", hook)
+    atomic_write(home / "keyslots", OLD)
+    (name,) = seen
+    assert re.fullmatch(r"\.keyslots\.tmp-[0-9a-f]{16}", name)
+
+
+def test_files_that_only_share_the_temp_prefix_survive_a_write(home: Path) -> None:
+    # A target named "keyslots.tmp-x" has its lock at ".keyslots.tmp-x.lock": the
+    # sweep for "keyslots" must not remove it (it may be held by another writer).
+    atomic_write(home / "keyslots.tmp-x", b"another key file")
+    assert (home / ".keyslots.tmp-x.lock").exists()
+    lookalikes = [
+        ".keyslots.tmp-0123456789abcdef.lock",  # the lock of "keyslots.tmp-<16 hex>"
+        ".keyslots.tmp-0123456789abcdef.tmp-0123456789abcdef",  # that target's temp
+        ".keyslots.tmp-0123456789ABCDEF",  # not the writer's spelling
+        ".keyslots.tmp-0123456789abcdef0",  # one digit too many
+        ".keyslots.tmp-deadbeef",  # too few
+    ]
+    for name in lookalikes:
+        (home / name).write_bytes(b"not ours")
+    (home / ".keyslots.tmp-0123456789abcdef").write_bytes(b"ours, left by a crash")
+    atomic_write(home / "keyslots", NEW)
+    assert not (home / ".keyslots.tmp-0123456789abcdef").exists()
+    for name in [".keyslots.tmp-x.lock", *lookalikes]:
+        assert (home / name).exists(), name
+    assert (home / "keyslots.tmp-x").read_bytes() == b"another key file"
+    assert (home / "keyslots").read_bytes() == NEW
 
 
 @pytest.mark.parametrize("step", FAULT_STEPS)
@@ -194,14 +294,88 @@ def test_an_interrupt_mid_write_propagates_and_cleans_up(
     assert _temps(home) == []
 
 
-class _FakeOs:
-    """The real os module, except for the calls a test overrides."""
+def test_a_failed_close_closes_the_temp_fd_once_and_cleans_up(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = home / "keyslots"
+    atomic_write(target, OLD)
+    bystander_file = tmp_path / "bystander"
+    bystander_file.write_bytes(b"someone else's file")
+    temp_fds: list[int] = []
+    closed: list[int] = []
 
-    def __init__(self, **overrides: Any) -> None:
-        self._overrides = overrides
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = os.open(path, flags, *args, **kwargs)
+        if ".tmp-" in str(path):
+            temp_fds.append(fd)
+        return fd
 
-    def __getattr__(self, name: str) -> Any:
-        return self._overrides.get(name, getattr(os, name))
+    def close(fd: int) -> None:
+        closed.append(fd)
+        if fd in temp_fds and closed.count(fd) == 1:
+            # As Linux does: the descriptor is released even though close reports an
+            # error. Another thread then gets the same number for its own file.
+            os.close(fd)
+            bystander = os.open(bystander_file, os.O_RDONLY)
+            if bystander != fd:
+                os.dup2(bystander, fd)
+                os.close(bystander)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.close(fd)
+
+    monkeypatch.setattr(keyfile, "os", _FakeOs(open=open_, close=close))
+    try:
+        with pytest.raises(KeyFileError) as raised:
+            atomic_write(target, NEW)
+        (temp_fd,) = temp_fds
+        assert closed.count(temp_fd) == 1, "the temp fd was closed twice"
+        # The other thread's descriptor, now under the same number, is still open.
+        assert os.read(temp_fd, 100) == b"someone else's file"
+    finally:
+        for fd in temp_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.EIO
+    assert "nothing was changed" in raised.value.message
+    assert target.read_bytes() == OLD
+    assert _temps(home) == []
+    monkeypatch.undo()
+    atomic_write(target, NEW)
+    assert target.read_bytes() == NEW
+
+
+def test_a_failed_close_on_the_error_path_still_cleans_up(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = home / "keyslots"
+    atomic_write(target, OLD)
+
+    temp_fds: list[int] = []
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = os.open(path, flags, *args, **kwargs)
+        if ".tmp-" in str(path):
+            temp_fds.append(fd)
+        return fd
+
+    def close(fd: int) -> None:
+        os.close(fd)
+        if fd in temp_fds:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def hook(step: str) -> None:
+        if step == "written":
+            raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(keyfile, "os", _FakeOs(open=open_, close=close))
+    monkeypatch.setattr(keyfile, "fault_hook", hook)
+    with pytest.raises(KeyFileError) as raised:
+        atomic_write(target, NEW)
+    assert isinstance(raised.value.__cause__, RuntimeError)  # the first fault, not close's
+    assert len(temp_fds) == 1
+    assert target.read_bytes() == OLD
+    assert _temps(home) == []
 
 
 @pytest.mark.parametrize("partial", [False, True], ids=["nothing-written", "half-written"])

@@ -238,69 +238,79 @@ class Ok:
 
 @dataclass(frozen=True)
 class HqCase:
-    trust: HqTrust
+    trust: Callable[[], HqTrust]  # builds a new starting state for each run
     chain: list[bytes]
     expect: Ok | StatementReason
 
 
-STATE_V2 = verify_hq_chain(ANCHOR, [hq(R0, 1), hq(R0, 2, 1)], NOW)
-STATE_STALE = HqTrust(
-    root=R0.public_key, version=1, box=BOX[0], protection=PROT[0], expires_at=STALE
-)
+def anchor() -> HqTrust:
+    return HqTrust.anchor(R0.public_key)
+
+
+def state_v2() -> HqTrust:
+    """What ``hq(R0, 1), hq(R0, 2, 1)`` from the anchor gives, built by hand."""
+    return HqTrust(root=R0.public_key, version=2, box=BOX[1], protection=PROT[0], expires_at=FRESH)
+
+
+def state_stale() -> HqTrust:
+    return HqTrust(root=R0.public_key, version=1, box=BOX[0], protection=PROT[0], expires_at=STALE)
+
+
+ROOT_SIGNERS = {k.public_key: k for k in (R0, R1, R2, R_OTHER)}
 HQ_RR_BODY = body_of(rot(R0, R1, 1))
 
 HQ_CASES: dict[str, HqCase] = {
     "good chain: box rotations and a root rotation in between": HqCase(
-        ANCHOR,
+        anchor,
         [hq(R0, 1, 0, 0), hq(R0, 2, 1, 0), rot(R0, R1, 3), hq(R1, 4, 2, 1), hq(R1, 5, 3, 1)],
         Ok(R1.public_key, 5, BOX[3], PROT[1]),
     ),
     "good chain: two root rotations back to back": HqCase(
-        ANCHOR,
+        anchor,
         [hq(R0, 1), rot(R0, R1, 2), rot(R1, R2, 3), hq(R2, 4, 4, 2)],
         Ok(R2.public_key, 4, BOX[4], PROT[2]),
     ),
     "good chain: continues from a saved state": HqCase(
-        STATE_V2, [hq(R0, 3, 2)], Ok(R0.public_key, 3, BOX[2], PROT[0])
+        state_v2, [hq(R0, 3, 2)], Ok(R0.public_key, 3, BOX[2], PROT[0])
     ),
     "box key carries over a root rotation": HqCase(
-        STATE_V2, [rot(R0, R1, 3)], Ok(R1.public_key, 3, BOX[1], PROT[0])
+        state_v2, [rot(R0, R1, 3)], Ok(R1.public_key, 3, BOX[1], PROT[0])
     ),
     "root rotation right after enrolment, no HQ keys yet": HqCase(
-        ANCHOR, [rot(R0, R1, 1)], Ok(R1.public_key, 1, None, None)
+        anchor, [rot(R0, R1, 1)], Ok(R1.public_key, 1, None, None)
     ),
     "root refresh: same key, new expiry, one signature": HqCase(
-        STATE_V2, [rot(R0, R0, 3)], Ok(R0.public_key, 3, BOX[1], PROT[0])
+        state_v2, [rot(R0, R0, 3)], Ok(R0.public_key, 3, BOX[1], PROT[0])
     ),
-    "empty chain from the enrolment anchor": HqCase(ANCHOR, [], Ok(R0.public_key, 0, None, None)),
-    "empty chain from a fresh state": HqCase(STATE_V2, [], Ok(R0.public_key, 2, BOX[1], PROT[0])),
-    "empty chain from an expired state": HqCase(STATE_STALE, [], Reason.EXPIRED),
-    "skipped version": HqCase(ANCHOR, [hq(R0, 1), hq(R0, 3)], Reason.SKIPPED_VERSION),
-    "first statement is not version 1": HqCase(ANCHOR, [hq(R0, 2)], Reason.SKIPPED_VERSION),
-    "replayed: the same statement twice": HqCase(ANCHOR, [hq(R0, 1), hq(R0, 1)], Reason.REPLAYED),
+    "empty chain from the enrolment anchor": HqCase(anchor, [], Ok(R0.public_key, 0, None, None)),
+    "empty chain from a fresh state": HqCase(state_v2, [], Ok(R0.public_key, 2, BOX[1], PROT[0])),
+    "empty chain from an expired state": HqCase(state_stale, [], Reason.EXPIRED),
+    "skipped version": HqCase(anchor, [hq(R0, 1), hq(R0, 3)], Reason.SKIPPED_VERSION),
+    "first statement is not version 1": HqCase(anchor, [hq(R0, 2)], Reason.SKIPPED_VERSION),
+    "replayed: the same statement twice": HqCase(anchor, [hq(R0, 1), hq(R0, 1)], Reason.REPLAYED),
     "replayed: an old statement against a newer state": HqCase(
-        STATE_V2, [hq(R0, 1)], Reason.REPLAYED
+        state_v2, [hq(R0, 1)], Reason.REPLAYED
     ),
     "replayed: an old statement at the current version": HqCase(
-        STATE_V2, [hq(R0, 2, 4)], Reason.REPLAYED
+        state_v2, [hq(R0, 2, 4)], Reason.REPLAYED
     ),
     "wrong signer: HQ keys signed by an unknown root": HqCase(
-        ANCHOR, [hq(R_OTHER, 1)], Reason.BAD_SIGNATURE
+        anchor, [hq(R_OTHER, 1)], Reason.BAD_SIGNATURE
     ),
     "wrong signer: old root after a root rotation": HqCase(
-        ANCHOR, [rot(R0, R1, 1), hq(R0, 2)], Reason.BAD_SIGNATURE
+        anchor, [rot(R0, R1, 1), hq(R0, 2)], Reason.BAD_SIGNATURE
     ),
     "wrong signer: new root before its rotation": HqCase(
-        ANCHOR, [hq(R1, 1), rot(R0, R1, 2)], Reason.BAD_SIGNATURE
+        anchor, [hq(R1, 1), rot(R0, R1, 2)], Reason.BAD_SIGNATURE
     ),
     "root rotation signed only by the old root": HqCase(
-        ANCHOR, [signed_by(HQ_RR_BODY, (R0, SignPurpose.ROOT_ROTATION))], Reason.MISSING_SIGNATURE
+        anchor, [signed_by(HQ_RR_BODY, (R0, SignPurpose.ROOT_ROTATION))], Reason.MISSING_SIGNATURE
     ),
     "root rotation signed only by the new root": HqCase(
-        ANCHOR, [signed_by(HQ_RR_BODY, (R1, SignPurpose.ROOT_ROTATION))], Reason.MISSING_SIGNATURE
+        anchor, [signed_by(HQ_RR_BODY, (R1, SignPurpose.ROOT_ROTATION))], Reason.MISSING_SIGNATURE
     ),
     "root rotation signed by an unknown root instead of the old": HqCase(
-        ANCHOR,
+        anchor,
         [
             signed_by(
                 HQ_RR_BODY, (R_OTHER, SignPurpose.ROOT_ROTATION), (R1, SignPurpose.ROOT_ROTATION)
@@ -309,10 +319,10 @@ HQ_CASES: dict[str, HqCase] = {
         Reason.BAD_SIGNATURE,
     ),
     "root rotation by someone else entirely": HqCase(
-        ANCHOR, [rot(R_OTHER, R1, 1)], Reason.BAD_SIGNATURE
+        anchor, [rot(R_OTHER, R1, 1)], Reason.BAD_SIGNATURE
     ),
     "root rotation whose new-root signature is not over this body": HqCase(
-        ANCHOR,
+        anchor,
         [
             assemble(
                 HQ_RR_BODY,
@@ -327,70 +337,70 @@ HQ_CASES: dict[str, HqCase] = {
         Reason.BAD_SIGNATURE,
     ),
     "no signatures at all": HqCase(
-        ANCHOR, [assemble(body_of(hq(R0, 1)), [])], Reason.MISSING_SIGNATURE
+        anchor, [assemble(body_of(hq(R0, 1)), [])], Reason.MISSING_SIGNATURE
     ),
     "an extra signer besides the root": HqCase(
-        ANCHOR,
+        anchor,
         [signed_by(body_of(hq(R0, 1)), (R0, SignPurpose.HQ_KEYS), (R1, SignPurpose.HQ_KEYS))],
         Reason.BAD_SIGNATURE,
     ),
-    "expired final state": HqCase(ANCHOR, [hq(R0, 1, expires=STALE)], Reason.EXPIRED),
-    "expires exactly now": HqCase(ANCHOR, [hq(R0, 1, expires=NOW)], Reason.EXPIRED),
+    "expired final state": HqCase(anchor, [hq(R0, 1, expires=STALE)], Reason.EXPIRED),
+    "expires exactly now": HqCase(anchor, [hq(R0, 1, expires=NOW)], Reason.EXPIRED),
     "expired intermediate, fresh final: accepted": HqCase(
-        ANCHOR, [hq(R0, 1, 0, expires=STALE), hq(R0, 2, 1)], Ok(R0.public_key, 2, BOX[1], PROT[0])
+        anchor, [hq(R0, 1, 0, expires=STALE), hq(R0, 2, 1)], Ok(R0.public_key, 2, BOX[1], PROT[0])
     ),
     "expired intermediate root rotation, fresh later one: accepted": HqCase(
-        ANCHOR,
+        anchor,
         [rot(R0, R1, 1, expires=STALE), hq(R1, 2), rot(R1, R2, 3)],
         Ok(R2.public_key, 3, BOX[0], PROT[0]),
     ),
     "latest root rotation expired though HQ keys are fresh": HqCase(
-        ANCHOR, [rot(R0, R1, 1, expires=STALE), hq(R1, 2)], Reason.EXPIRED
+        anchor, [rot(R0, R1, 1, expires=STALE), hq(R1, 2)], Reason.EXPIRED
     ),
     "fresh root rotation cannot revive expired HQ keys": HqCase(
-        ANCHOR, [hq(R0, 1, expires=STALE), rot(R0, R1, 2)], Reason.EXPIRED
+        anchor, [hq(R0, 1, expires=STALE), rot(R0, R1, 2)], Reason.EXPIRED
     ),
     "type confusion: device rotation in an HQ chain": HqCase(
-        ANCHOR, [dev(D0, D1, 1)], Reason.WRONG_KIND
+        anchor, [dev(D0, D1, 1)], Reason.WRONG_KIND
     ),
     "type confusion: device rotation after good statements": HqCase(
-        ANCHOR, [hq(R0, 1), dev(D0, D1, 2)], Reason.WRONG_KIND
+        anchor, [hq(R0, 1), dev(D0, D1, 2)], Reason.WRONG_KIND
     ),
     "type confusion: HQ-keys body signed with the root-rotation purpose": HqCase(
-        ANCHOR,
+        anchor,
         [signed_by(body_of(hq(R0, 1)), (R0, SignPurpose.ROOT_ROTATION))],
         Reason.BAD_SIGNATURE,
     ),
     "type confusion: root-rotation body signed with the HQ-keys purpose": HqCase(
-        ANCHOR,
+        anchor,
         [signed_by(HQ_RR_BODY, (R0, SignPurpose.HQ_KEYS), (R1, SignPurpose.HQ_KEYS))],
         Reason.BAD_SIGNATURE,
     ),
     "type confusion: HQ-keys statement relabelled as a root rotation": HqCase(
-        ANCHOR, [hq(R0, 1)[:7] + b"\x02" + hq(R0, 1)[8:]], Reason.MALFORMED
+        anchor, [hq(R0, 1)[:7] + b"\x02" + hq(R0, 1)[8:]], Reason.MALFORMED
     ),
     "tampered after signing: box key swapped": HqCase(
-        ANCHOR, [with_body_of(hq(R0, 1, 0), hq(R0, 1, 3))], Reason.BAD_SIGNATURE
+        anchor, [with_body_of(hq(R0, 1, 0), hq(R0, 1, 3))], Reason.BAD_SIGNATURE
     ),
     "tampered after signing: protection key swapped": HqCase(
-        ANCHOR, [with_body_of(hq(R0, 1, 0, 0), hq(R0, 1, 0, 2))], Reason.BAD_SIGNATURE
+        anchor, [with_body_of(hq(R0, 1, 0, 0), hq(R0, 1, 0, 2))], Reason.BAD_SIGNATURE
     ),
     "tampered after signing: expiry extended": HqCase(
-        ANCHOR,
+        anchor,
         [with_body_of(hq(R0, 1, expires=STALE), hq(R0, 1, expires=FRESH))],
         Reason.BAD_SIGNATURE,
     ),
     "tampered after signing: new root swapped": HqCase(
-        ANCHOR, [with_body_of(rot(R0, R1, 1), rot(R0, R2, 1))], Reason.BAD_SIGNATURE
+        anchor, [with_body_of(rot(R0, R1, 1), rot(R0, R2, 1))], Reason.BAD_SIGNATURE
     ),
     "tampered after signing: version bumped": HqCase(
-        STATE_V2, [with_body_of(hq(R0, 2), hq(R0, 3))], Reason.BAD_SIGNATURE
+        state_v2, [with_body_of(hq(R0, 2), hq(R0, 3))], Reason.BAD_SIGNATURE
     ),
     "duplicated signature entry": HqCase(
-        ANCHOR, [assemble(body_of(hq(R0, 1)), entries_of(hq(R0, 1)) * 2)], Reason.MALFORMED
+        anchor, [assemble(body_of(hq(R0, 1)), entries_of(hq(R0, 1)) * 2)], Reason.MALFORMED
     ),
     "duplicated root-rotation signature in place of the new root's": HqCase(
-        ANCHOR,
+        anchor,
         [
             assemble(
                 HQ_RR_BODY,
@@ -400,13 +410,13 @@ HQ_CASES: dict[str, HqCase] = {
         Reason.MALFORMED,
     ),
     "signature entries out of order": HqCase(
-        ANCHOR, [assemble(HQ_RR_BODY, entries_of(rot(R0, R1, 1))[::-1])], Reason.MALFORMED
+        anchor, [assemble(HQ_RR_BODY, entries_of(rot(R0, R1, 1))[::-1])], Reason.MALFORMED
     ),
     "garbage in the middle of a chain": HqCase(
-        ANCHOR, [hq(R0, 1), b"not a statement", hq(R0, 2)], Reason.MALFORMED
+        anchor, [hq(R0, 1), b"not a statement", hq(R0, 2)], Reason.MALFORMED
     ),
     "a failure after good statements refuses the whole chain": HqCase(
-        ANCHOR, [hq(R0, 1), hq(R0, 2), hq(R_OTHER, 3)], Reason.BAD_SIGNATURE
+        anchor, [hq(R0, 1), hq(R0, 2), hq(R_OTHER, 3)], Reason.BAD_SIGNATURE
     ),
 }
 
@@ -418,19 +428,34 @@ def _no_key_material(message: str) -> None:
         assert raw.hex()[:16] not in lowered
 
 
+def _assert_hq_state_still_usable(trust: HqTrust) -> None:
+    """``trust`` accepts exactly the statement that should come next after it."""
+    signer = ROOT_SIGNERS[trust.root]
+    after = verify_hq_chain(trust, [hq(signer, trust.version + 1, 3, 2)], NOW)
+    assert Ok(after.root, after.version, after.box, after.protection) == Ok(
+        trust.root, trust.version + 1, BOX[3], PROT[2]
+    )
+
+
 @pytest.mark.parametrize("case", HQ_CASES.values(), ids=HQ_CASES.keys())
 def test_hq_chain(case: HqCase) -> None:
-    before = dataclasses.astuple(case.trust)
+    trust = case.trust()
     if isinstance(case.expect, Ok):
-        result = verify_hq_chain(case.trust, case.chain, NOW)
+        result = verify_hq_chain(trust, case.chain, NOW)
         assert Ok(result.root, result.version, result.box, result.protection) == case.expect
         assert not result.is_expired(NOW)
     else:
         with pytest.raises(StatementError) as caught:
-            verify_hq_chain(case.trust, case.chain, NOW)
+            verify_hq_chain(trust, case.chain, NOW)
         assert caught.value.reason is case.expect
         _no_key_material(caught.value.message)
-    assert dataclasses.astuple(case.trust) == before
+    # The caller's state is what it was, and still takes the next statement.
+    assert trust == case.trust()
+    _assert_hq_state_still_usable(trust)
+
+
+def test_the_saved_state_built_by_hand_is_what_the_chain_gives() -> None:
+    assert verify_hq_chain(anchor(), [hq(R0, 1), hq(R0, 2, 1)], NOW) == state_v2()
 
 
 def test_hq_chain_records_both_expiries() -> None:
@@ -453,14 +478,18 @@ def test_hq_trust_is_immutable() -> None:
 
 
 def test_a_refused_chain_leaves_the_callers_list_and_state_alone() -> None:
-    chain = [hq(R0, 1), hq(R0, 3)]
+    trust = state_v2()
+    # A good version 3, then a gap: the whole chain is refused, version 3 included.
+    chain = [hq(R0, 3, 2), hq(R0, 5)]
     copy = list(chain)
-    trust = STATE_V2
-    with pytest.raises(StatementError):
-        verify_hq_chain(ANCHOR, chain, NOW)
+    with pytest.raises(StatementError) as caught:
+        verify_hq_chain(trust, chain, NOW)
+    assert caught.value.reason is Reason.SKIPPED_VERSION
     assert chain == copy
-    assert trust == STATE_V2
-    assert trust is STATE_V2
+    assert trust == state_v2()
+    # The same object still stands at version 2: version 3 is what it accepts next.
+    after = verify_hq_chain(trust, [hq(R0, 3, 2)], NOW)
+    assert (after.root, after.version, after.box) == (R0.public_key, 3, BOX[2])
 
 
 def test_chain_length_is_bounded_before_parsing() -> None:
@@ -514,49 +543,58 @@ def test_inconsistent_trust_states_are_refused(make: Callable[[], object]) -> No
 
 @dataclass(frozen=True)
 class DeviceCase:
-    trust: DeviceTrust
+    trust: Callable[[], DeviceTrust]  # builds a new starting state for each run
     chain: list[bytes]
     expect: tuple[DeviceVerifyKey, int] | StatementReason
 
 
+def device_anchor() -> DeviceTrust:
+    return DeviceTrust.anchor(D0.public_key)
+
+
+def device_v1() -> DeviceTrust:
+    return DeviceTrust(D1.public_key, 1)
+
+
+DEVICE_SIGNERS = {k.public_key: k for k in (D0, D1, D2, D_OTHER)}
 DEV_BODY = body_of(dev(D0, D1, 1))
 
 DEVICE_CASES: dict[str, DeviceCase] = {
     "good chain: two rotations": DeviceCase(
-        DEVICE_ANCHOR, [dev(D0, D1, 1), dev(D1, D2, 2)], (D2.public_key, 2)
+        device_anchor, [dev(D0, D1, 1), dev(D1, D2, 2)], (D2.public_key, 2)
     ),
     "good chain: rotating back to an earlier key": DeviceCase(
-        DEVICE_ANCHOR, [dev(D0, D1, 1), dev(D1, D0, 2)], (D0.public_key, 2)
+        device_anchor, [dev(D0, D1, 1), dev(D1, D0, 2)], (D0.public_key, 2)
     ),
-    "empty chain": DeviceCase(DEVICE_ANCHOR, [], (D0.public_key, 0)),
+    "empty chain": DeviceCase(device_anchor, [], (D0.public_key, 0)),
     "issued far in the future: accepted (clocks are not trusted)": DeviceCase(
-        DEVICE_ANCHOR, [dev(D0, D1, 1, issued=NOW + 3650 * DAY)], (D1.public_key, 1)
+        device_anchor, [dev(D0, D1, 1, issued=NOW + 3650 * DAY)], (D1.public_key, 1)
     ),
-    "skipped version": DeviceCase(DEVICE_ANCHOR, [dev(D0, D1, 2)], Reason.SKIPPED_VERSION),
+    "skipped version": DeviceCase(device_anchor, [dev(D0, D1, 2)], Reason.SKIPPED_VERSION),
     "replayed: the same statement twice": DeviceCase(
-        DEVICE_ANCHOR, [dev(D0, D1, 1), dev(D0, D1, 1)], Reason.REPLAYED
+        device_anchor, [dev(D0, D1, 1), dev(D0, D1, 1)], Reason.REPLAYED
     ),
     "replayed: an old rotation against a newer state": DeviceCase(
-        DeviceTrust(D1.public_key, 1), [dev(D0, D1, 1)], Reason.REPLAYED
+        device_v1, [dev(D0, D1, 1)], Reason.REPLAYED
     ),
     "wrong subject: rotates a key that is not the trusted one": DeviceCase(
-        DEVICE_ANCHOR, [dev(D_OTHER, D1, 1)], Reason.WRONG_SUBJECT
+        device_anchor, [dev(D_OTHER, D1, 1)], Reason.WRONG_SUBJECT
     ),
     "wrong subject: second rotation starts from the first's old key": DeviceCase(
-        DEVICE_ANCHOR, [dev(D0, D1, 1), dev(D0, D2, 2)], Reason.WRONG_SUBJECT
+        device_anchor, [dev(D0, D1, 1), dev(D0, D2, 2)], Reason.WRONG_SUBJECT
     ),
     "signed only by the old key": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [signed_by(DEV_BODY, (D0, SignPurpose.DEVICE_ROTATION))],
         Reason.MISSING_SIGNATURE,
     ),
     "signed only by the new key": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [signed_by(DEV_BODY, (D1, SignPurpose.DEVICE_ROTATION))],
         Reason.MISSING_SIGNATURE,
     ),
     "wrong signer in place of the new key": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [
             signed_by(
                 DEV_BODY, (D0, SignPurpose.DEVICE_ROTATION), (D_OTHER, SignPurpose.DEVICE_ROTATION)
@@ -565,45 +603,55 @@ DEVICE_CASES: dict[str, DeviceCase] = {
         Reason.BAD_SIGNATURE,
     ),
     "type confusion: HQ-keys statement in a device chain": DeviceCase(
-        DEVICE_ANCHOR, [hq(R0, 1)], Reason.WRONG_KIND
+        device_anchor, [hq(R0, 1)], Reason.WRONG_KIND
     ),
     "type confusion: root rotation in a device chain": DeviceCase(
-        DEVICE_ANCHOR, [rot(R0, R1, 1)], Reason.WRONG_KIND
+        device_anchor, [rot(R0, R1, 1)], Reason.WRONG_KIND
     ),
     "type confusion: device body signed with the revision purpose": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [signed_by(DEV_BODY, (D0, SignPurpose.REVISION), (D1, SignPurpose.REVISION))],
         Reason.BAD_SIGNATURE,
     ),
     "tampered after signing: new key swapped": DeviceCase(
-        DEVICE_ANCHOR, [with_body_of(dev(D0, D1, 1), dev(D0, D2, 1))], Reason.BAD_SIGNATURE
+        device_anchor, [with_body_of(dev(D0, D1, 1), dev(D0, D2, 1))], Reason.BAD_SIGNATURE
     ),
     "tampered after signing: issued_at changed": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [with_body_of(dev(D0, D1, 1), dev(D0, D1, 1, issued=T0 + 1))],
         Reason.BAD_SIGNATURE,
     ),
     "duplicated signature entry": DeviceCase(
-        DEVICE_ANCHOR,
+        device_anchor,
         [assemble(DEV_BODY, [entries_of(dev(D0, D1, 1))[0]] * 2)],
         Reason.MALFORMED,
     ),
-    "garbage": DeviceCase(DEVICE_ANCHOR, [b"\x00" * 249], Reason.MALFORMED),
+    "garbage": DeviceCase(device_anchor, [b"\x00" * 249], Reason.MALFORMED),
 }
+
+
+def _assert_device_state_still_usable(trust: DeviceTrust) -> None:
+    """``trust`` accepts exactly the rotation that should come next after it."""
+    old = DEVICE_SIGNERS[trust.device]
+    new = D2 if old is not D2 else D1
+    after = verify_device_chain(trust, [dev(old, new, trust.version + 1)], NOW)
+    assert (after.device, after.version) == (new.public_key, trust.version + 1)
 
 
 @pytest.mark.parametrize("case", DEVICE_CASES.values(), ids=DEVICE_CASES.keys())
 def test_device_chain(case: DeviceCase) -> None:
-    before = dataclasses.astuple(case.trust)
+    trust = case.trust()
     if isinstance(case.expect, tuple):
-        result = verify_device_chain(case.trust, case.chain, NOW)
+        result = verify_device_chain(trust, case.chain, NOW)
         assert (result.device, result.version) == case.expect
     else:
         with pytest.raises(StatementError) as caught:
-            verify_device_chain(case.trust, case.chain, NOW)
+            verify_device_chain(trust, case.chain, NOW)
         assert caught.value.reason is case.expect
         _no_key_material(caught.value.message)
-    assert dataclasses.astuple(case.trust) == before
+    # The caller's state is what it was, and still takes the next rotation.
+    assert trust == case.trust()
+    _assert_device_state_still_usable(trust)
 
 
 # --- strict parsing -------------------------------------------------------------------
