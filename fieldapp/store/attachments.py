@@ -1,0 +1,105 @@
+"""Encrypted attachment files beside the database.
+
+Each file is encrypted under its own random key (kept in the database, so a
+rekey of the database covers it) into a file with a random name: neither the
+original name nor its type shows on disk. Streaming keeps memory bounded for a
+two-hour video as for a photo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from crypto.attachment import Encrypted, FileKey, decrypt_file, encrypt_file
+from crypto.keyfile import ensure_private_dir
+from fieldapp.store.errors import AttachmentUnreadable, StoreIOError
+
+_NAME_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    stored_name: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    key: FileKey
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_source(source: Path) -> BinaryIO:
+    try:
+        handle = source.open("rb")
+    except OSError as e:
+        raise AttachmentUnreadable from e
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise AttachmentUnreadable
+    return handle
+
+
+def store_file(folder: Path, source: Path) -> StoredFile:
+    """Encrypt ``source`` into ``folder`` under a fresh key and a random name.
+
+    The file appears under its final name only once complete and fsynced.
+    Raises AttachmentUnreadable, StoreIOError.
+    """
+    ensure_private_dir(folder)
+    key = FileKey.generate()
+    name = secrets.token_hex(_NAME_BYTES)
+    temp = folder / f".{name}.tmp"
+    with _open_source(source) as src:
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as dst:
+                done = encrypt_file(src, dst, key)
+                dst.flush()
+                os.fsync(dst.fileno())
+            temp.replace(folder / name)
+            _fsync_dir(folder)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            # A read error of the source mid-way and a write error of ours (disk
+            # full) end alike: nothing was kept.
+            raise StoreIOError from e
+    media_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
+    return StoredFile(name, source.name, media_type, done.size, done.sha256.hex(), key)
+
+
+def read_file(folder: Path, stored_name: str, key: FileKey, dst: BinaryIO) -> Encrypted:
+    """Decrypt a stored attachment into ``dst``. Raises AttachmentDamaged, StoreIOError."""
+    if not _is_stored_name(stored_name):
+        raise StoreIOError
+    try:
+        fd = os.open(folder / stored_name, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise StoreIOError from e
+    with os.fdopen(fd, "rb") as src:
+        return decrypt_file(src, dst, key)
+
+
+def remove_file(folder: Path, stored_name: str) -> None:
+    """Remove a stored attachment (after a failed save). Missing is fine."""
+    if _is_stored_name(stored_name):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / stored_name).unlink()
+
+
+def _is_stored_name(name: str) -> bool:
+    return len(name) == 2 * _NAME_BYTES and all(c in "0123456789abcdef" for c in name)

@@ -1,0 +1,92 @@
+"""What can go wrong with a home and its store, in words a monitor can act on."""
+
+from __future__ import annotations
+
+from fieldapp.errors import ExitCode, FieldappError
+
+
+class StoreError(FieldappError):
+    """Base class of store failures."""
+
+
+class HomeMissing(StoreError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No fieldapp home is set up here. Run `fieldapp init`, or pass --home "
+            "with the folder you created."
+        )
+
+
+class HomeExists(StoreError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A fieldapp home already exists in that folder; refusing to overwrite it. "
+            "Choose another folder with --home."
+        )
+
+
+class DatabaseDamaged(StoreError):
+    exit_code = ExitCode.DATA
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The encrypted database is damaged or was replaced, so it was not read. "
+            "Stop using this copy and restore the home folder from a backup."
+        )
+
+
+class UnsupportedDatabase(StoreError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Refusing to run: {what}. Reinstall fieldapp with `make run`.")
+
+
+class NewerSchema(StoreError):
+    exit_code = ExitCode.DATA
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This home was written by a newer fieldapp; update fieldapp before opening it."
+        )
+
+
+class RecordNotFound(StoreError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No testimony has that id (or the prefix matches none). List them with "
+            "`fieldapp record list`."
+        )
+
+
+class AmbiguousId(StoreError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self) -> None:
+        super().__init__("That id prefix matches several testimonies; type more of the id.")
+
+
+class AttachmentUnreadable(StoreError):
+    exit_code = ExitCode.IO
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An attachment could not be read: check that the file exists, is a regular "
+            "file and is readable. Nothing was saved."
+        )
+
+
+class StoreIOError(StoreError):
+    exit_code = ExitCode.IO
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The home folder could not be written (disk full or permissions); nothing "
+            "was saved. Free some space and try again."
+        )

@@ -1,0 +1,91 @@
+"""The database schema, as numbered migration steps (``PRAGMA user_version``).
+
+A step is applied in one transaction with the version bump, so a crash leaves
+the schema at the old or the new version. Never edit a released step: add one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the monitor's store
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+
+    -- The append-only history. Current state below is derived from it.
+    CREATE TABLE revisions (
+        testimony_id TEXT    NOT NULL,
+        seq          INTEGER NOT NULL CHECK (seq >= 1),
+        parent_hash  BLOB    NOT NULL,
+        hash         BLOB    NOT NULL UNIQUE,
+        device_key   BLOB    NOT NULL,
+        signature    BLOB    NOT NULL,
+        payload      BLOB    NOT NULL,
+        created_at   TEXT    NOT NULL,
+        PRIMARY KEY (testimony_id, seq)
+    ) STRICT;
+    CREATE TRIGGER revisions_append_only_update BEFORE UPDATE ON revisions
+    BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
+    CREATE TRIGGER revisions_append_only_delete BEFORE DELETE ON revisions
+    BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
+
+    -- Current state of each testimony: the latest revision, with columns to list by.
+    CREATE TABLE testimonies (
+        id             TEXT PRIMARY KEY,
+        seq            INTEGER NOT NULL,
+        status         TEXT NOT NULL,
+        taken_at       TEXT NOT NULL,
+        incident_start TEXT,
+        incident_text  TEXT NOT NULL DEFAULT '',
+        place          TEXT NOT NULL DEFAULT '',
+        violations     TEXT NOT NULL DEFAULT '',
+        witness_code   TEXT,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        FOREIGN KEY (id, seq) REFERENCES revisions (testimony_id, seq)
+    ) STRICT;
+    CREATE INDEX testimonies_by_update ON testimonies (updated_at DESC, id);
+    CREATE INDEX testimonies_by_status ON testimonies (status, updated_at DESC, id);
+
+    -- The witness identity compartment: never part of a revision payload.
+    CREATE TABLE witness_identities (
+        witness_code TEXT PRIMARY KEY,
+        identity     BLOB NOT NULL,
+        updated_at   TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE attachments (
+        id            TEXT PRIMARY KEY,
+        testimony_id  TEXT NOT NULL REFERENCES testimonies (id),
+        stored_name   TEXT NOT NULL UNIQUE,
+        filename      TEXT NOT NULL,
+        media_type    TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        sha256        TEXT NOT NULL,
+        file_key      BLOB NOT NULL,
+        stream_header BLOB NOT NULL,
+        created_at    TEXT NOT NULL
+    ) STRICT;
+
+    -- What the next sync must carry: the newest revision not yet sent, per testimony.
+    CREATE TABLE outbox (
+        testimony_id TEXT PRIMARY KEY REFERENCES testimonies (id),
+        seq          INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE sync_state (
+        testimony_id  TEXT PRIMARY KEY REFERENCES testimonies (id),
+        sent_seq      INTEGER NOT NULL DEFAULT 0,
+        confirmed_seq INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+
+    CREATE VIRTUAL TABLE search USING fts5(
+        testimony_id UNINDEXED,
+        body,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
