@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import IO
 
 import click
@@ -26,6 +25,7 @@ from crypto.errors import (
     WrongSecret,
 )
 from fieldapp import __version__
+from fieldapp.cli.state import CliState
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hardening import harden_process
 
@@ -37,14 +37,6 @@ _CRYPTO_EXIT_CODES: tuple[tuple[type[CryptoError], ExitCode], ...] = (
     (InvalidKey, ExitCode.KEYS),
     (KeyFileError, ExitCode.IO),
 )
-
-
-@dataclass
-class CliState:
-    """What the group callback learns for the dispatcher and the subcommands."""
-
-    debug: bool = False
-    home: str | None = None
 
 
 @click.group(
@@ -89,11 +81,12 @@ def run(
     group: click.Group = cli,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
+    state: CliState | None = None,
 ) -> int:
     """Run the CLI with ``argv`` and return its exit code; never raises."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    state = CliState()
+    state = state or CliState()
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     try:
@@ -128,3 +121,17 @@ def main() -> None:
     """Console-script entry point."""
     harden_process()
     sys.exit(run(sys.argv[1:]))
+
+
+def _register() -> None:
+    from fieldapp.cli.homecommands import (  # noqa: PLC0415 -- commands import the group's state
+        init_command,
+        keys_group,
+        panic_command,
+    )
+
+    for command in (init_command, keys_group, panic_command):
+        cli.add_command(command)
+
+
+_register()

@@ -15,6 +15,7 @@ import click
 
 from fieldapp.errors import ExitCode, FieldappError
 
+STDIN = "-"  # the file name that means standard input
 MAX_SECRET_BYTES = 4096
 MIN_PASSPHRASE_CHARS = 8
 
@@ -30,7 +31,7 @@ def _strip_newline(text: str) -> str:
 
 
 def _read_file(spec: str) -> str:
-    if spec == "-":
+    if spec == STDIN:
         data = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
     else:
         try:

@@ -11,6 +11,7 @@ damaged first page that read fails, and we say so instead of going on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
     from sqlite3 import Connection
 else:
     Connection = sqlcipher3.Connection
+
+__all__ = [
+    "Connection",
+    "DatabaseError",
+    "IntegrityError",
+    "integrity_problems",
+    "open_database",
+    "transaction",
+]
 
 # The exception classes are sqlcipher3's own, not sqlite3's: catch these.
 DatabaseError: type[Exception] = sqlcipher3.DatabaseError
@@ -116,3 +126,28 @@ def integrity_problems(conn: Connection) -> list[str]:
     except DatabaseError as e:
         raise DatabaseDamaged from e
     return cipher + [s for s in sqlite if s != "ok"]
+
+
+@contextlib.contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """One write transaction: committed whole on success, rolled back on any error.
+
+    ``BEGIN IMMEDIATE`` takes the write lock at once, so two writers queue up
+    (up to the busy timeout) instead of failing half-way. Raises DatabaseDamaged
+    when SQLCipher finds a page that does not authenticate.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except DatabaseError as e:
+        raise DatabaseDamaged from e
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except DatabaseError as e:
+        with contextlib.suppress(DatabaseError):
+            conn.execute("ROLLBACK")
+        raise DatabaseDamaged from e
