@@ -124,13 +124,18 @@ def main() -> None:
 
 
 def _register() -> None:
-    from fieldapp.cli.homecommands import (  # noqa: PLC0415 -- commands import the group's state
-        init_command,
-        keys_group,
-        panic_command,
-    )
+    # Imported here: the command modules import this module's state.
+    from fieldapp.cli.homecommands import init_command, keys_group, panic_command  # noqa: PLC0415
+    from fieldapp.cli.records import check_command, record_group, search_command  # noqa: PLC0415
 
-    for command in (init_command, keys_group, panic_command):
+    for command in (
+        init_command,
+        record_group,
+        search_command,
+        keys_group,
+        check_command,
+        panic_command,
+    ):
         cli.add_command(command)
 
 

@@ -1,0 +1,525 @@
+"""FieldStore: testimonies, revisions, witness identities, attachments and the outbox.
+
+Every save is one SQLite transaction that appends a signed revision and updates
+the derived current state, the search index and the outbox together, so a crash
+leaves either the old state or the new one. Attachment files are encrypted and
+fsynced before that transaction and removed again if it fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Self
+
+from crypto.attachment import Encrypted, FileKey
+from crypto.keys import DeviceVerifyKey
+from crypto.revisions import GENESIS, Revision, make_revision, verify_chain
+from fieldapp.domain import (
+    AttachmentRef,
+    ProtectedIdentity,
+    Status,
+    Testimony,
+    ValidationError,
+    Vocabulary,
+    canonical_bytes,
+    check_transition,
+    dump_canonical,
+    identity_from_json,
+    identity_to_json,
+    new_witness_code,
+    testimony_from_bytes,
+    validate_identity,
+    validate_testimony,
+)
+from fieldapp.domain.codec import load_strict
+from fieldapp.store import attachments as files
+from fieldapp.store.database import Connection, DatabaseError, integrity_problems, transaction
+from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, RecordNotFound
+from fieldapp.store.records import HistoryEntry, StoredTestimony, Summary
+from fieldapp.store.textsearch import index_text, match_expression
+from fieldapp.store.vault import Clock, Unlocked, utc_now
+
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+ID_CHARS = 20  # 100 random bits: unique across every device of a deployment
+MIN_PREFIX = 4
+PAGE = 50
+
+
+def new_record_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    value = int.from_bytes(random_bytes(13), "big") >> 4  # 100 bits
+    return "".join(_ID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(ID_CHARS)))
+
+
+def _summary(row: Any) -> Summary:
+    (rid, seq, status, taken_at, incident, place, violations, witness, updated) = row
+    return Summary(
+        id=rid,
+        seq=seq,
+        status=Status(status),
+        taken_at=taken_at,
+        incident=incident,
+        place=place,
+        violations=tuple(violations.split()),
+        witness_code=witness,
+        updated_at=updated,
+    )
+
+
+_SUMMARY_COLUMNS = (
+    "t.id, t.seq, t.status, t.taken_at, t.incident_text, t.place, t.violations, "
+    "t.witness_code, t.updated_at"
+)
+
+
+class FieldStore:
+    """The monitor's encrypted records. Open with ``FieldStore.open(unlocked)``.
+
+    Methods raise ValidationError for refused input, RecordNotFound / AmbiguousId
+    for ids, DatabaseDamaged when SQLCipher finds a page that does not
+    authenticate, StoreIOError / AttachmentUnreadable for files.
+    """
+
+    def __init__(
+        self,
+        unlocked: Unlocked,
+        conn: Connection,
+        vocabulary: Vocabulary,
+        clock: Clock,
+        random_bytes: Callable[[int], bytes],
+    ) -> None:
+        self._unlocked = unlocked
+        self._conn = conn
+        self.vocabulary = vocabulary
+        self._clock = clock
+        self._random = random_bytes
+
+    @classmethod
+    def open(
+        cls,
+        unlocked: Unlocked,
+        *,
+        vocabulary: Vocabulary | None = None,
+        clock: Clock = utc_now,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> Self:
+        return cls(
+            unlocked,
+            unlocked.open_database(),
+            vocabulary or Vocabulary.load_default(),
+            clock,
+            random_bytes,
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ identity of this device
+
+    @property
+    def device_key(self) -> DeviceVerifyKey:
+        return self._unlocked.device.public_key
+
+    @property
+    def recorded_by(self) -> str:
+        """The id every testimony of this device carries in ``recorded_by``."""
+        return self.device_key.key_id.hex()
+
+    def new_witness_code(self) -> str:
+        return new_witness_code(self._random)
+
+    def _now(self) -> str:
+        return self._clock().astimezone().isoformat(timespec="seconds")
+
+    # ------------------------------------------------------------ writing
+
+    def create(
+        self,
+        testimony: Testimony,
+        *,
+        identity: ProtectedIdentity | None = None,
+        attach: Iterable[Path] = (),
+    ) -> StoredTestimony:
+        """Save a new testimony (revision 1), its witness identity and attachments."""
+        record_id = new_record_id(self._random)
+        return self._save(record_id, None, testimony, identity, list(attach))
+
+    def update(
+        self,
+        record_id: str,
+        testimony: Testimony,
+        *,
+        identity: ProtectedIdentity | None = None,
+        attach: Iterable[Path] = (),
+    ) -> StoredTestimony:
+        """Save a new revision of ``record_id``; nothing is written if nothing changed."""
+        current = self.get(record_id)
+        if testimony.status is not current.testimony.status:
+            check_transition(current.testimony.status, testimony.status)
+        return self._save(current.id, current, testimony, identity, list(attach))
+
+    def set_status(self, record_id: str, status: Status) -> StoredTestimony:
+        current = self.get(record_id)
+        return self.update(current.id, dataclasses.replace(current.testimony, status=status))
+
+    def _save(
+        self,
+        record_id: str,
+        current: StoredTestimony | None,
+        testimony: Testimony,
+        identity: ProtectedIdentity | None,
+        attach: list[Path],
+    ) -> StoredTestimony:
+        testimony = dataclasses.replace(testimony, recorded_by=self.recorded_by)
+        if identity is not None:
+            validate_identity(identity)
+        validate_testimony(testimony, self.vocabulary)  # before any file is written
+        stored: list[files.StoredFile] = []
+        try:
+            stored.extend(files.store_file(self._unlocked.home.attachments, p) for p in attach)
+            refs = tuple(
+                AttachmentRef(
+                    # Independent of the random file name on disk, which HQ never sees.
+                    attachment_id=new_record_id(self._random),
+                    filename=s.filename,
+                    media_type=s.media_type,
+                    size=s.size,
+                    sha256=s.sha256,
+                )
+                for s in stored
+            )
+            testimony = dataclasses.replace(testimony, attachments=testimony.attachments + refs)
+            validate_testimony(testimony, self.vocabulary)
+            payload = canonical_bytes(testimony)
+            identity_changed = identity is not None and (
+                current is None or current.identity != identity
+            )
+            unchanged = current is not None and payload == canonical_bytes(current.testimony)
+            if current is not None and unchanged and not stored and not identity_changed:
+                return current
+            return self._commit(record_id, current, testimony, payload, identity, stored)
+        except BaseException:
+            for s in stored:
+                files.remove_file(self._unlocked.home.attachments, s.stored_name)
+            raise
+
+    def _commit(
+        self,
+        record_id: str,
+        current: StoredTestimony | None,
+        testimony: Testimony,
+        payload: bytes,
+        identity: ProtectedIdentity | None,
+        stored: list[files.StoredFile],
+    ) -> StoredTestimony:
+        now = self._now()
+        with transaction(self._conn) as c:
+            seq, parent = self._head(c, record_id)
+            if (current is None) != (seq == 0):
+                raise DatabaseDamaged  # someone else created or removed this record under us
+            revision = make_revision(self._unlocked.device, record_id, seq + 1, parent, payload)
+            c.execute(
+                "INSERT INTO revisions (testimony_id, seq, parent_hash, hash, device_key,"
+                " signature, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record_id,
+                    revision.seq,
+                    revision.parent_hash,
+                    revision.hash,
+                    revision.device.raw,
+                    revision.signature,
+                    payload,
+                    now,
+                ),
+            )
+            created = now if current is None else current.created_at
+            self._write_current(c, record_id, revision.seq, testimony, created, now)
+            for s, ref in zip(stored, testimony.attachments[-len(stored) :], strict=False):
+                c.execute(
+                    "INSERT INTO attachments (id, testimony_id, stored_name, filename,"
+                    " media_type, size, sha256, file_key, stream_header, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ref.attachment_id,
+                        record_id,
+                        s.stored_name,
+                        s.filename,
+                        s.media_type,
+                        s.size,
+                        s.sha256,
+                        s.key.key,
+                        s.key.header,
+                        now,
+                    ),
+                )
+            if identity is not None and testimony.witness_code is not None:
+                c.execute(
+                    "INSERT INTO witness_identities (witness_code, identity, updated_at)"
+                    " VALUES (?, ?, ?) ON CONFLICT (witness_code) DO UPDATE"
+                    " SET identity = excluded.identity, updated_at = excluded.updated_at",
+                    (testimony.witness_code, dump_canonical(identity_to_json(identity)), now),
+                )
+            c.execute(
+                "INSERT INTO outbox (testimony_id, seq) VALUES (?, ?)"
+                " ON CONFLICT (testimony_id) DO UPDATE SET seq = excluded.seq",
+                (record_id, revision.seq),
+            )
+        return StoredTestimony(
+            record_id, revision.seq, testimony, created, now, self._identity_of(testimony)
+        )
+
+    @staticmethod
+    def _head(c: Connection, record_id: str) -> tuple[int, bytes]:
+        row = c.execute(
+            "SELECT seq, hash FROM revisions WHERE testimony_id = ? ORDER BY seq DESC LIMIT 1",
+            (record_id,),
+        ).fetchone()
+        return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+
+    def _write_current(
+        self, c: Connection, record_id: str, seq: int, t: Testimony, created: str, now: str
+    ) -> None:
+        place = (t.incident_place or t.taken_place).text
+        c.execute(
+            "INSERT INTO testimonies (id, seq, status, taken_at, incident_start, incident_text,"
+            " place, violations, witness_code, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, status = excluded.status,"
+            " taken_at = excluded.taken_at, incident_start = excluded.incident_start,"
+            " incident_text = excluded.incident_text, place = excluded.place,"
+            " violations = excluded.violations, witness_code = excluded.witness_code,"
+            " updated_at = excluded.updated_at",
+            (
+                record_id,
+                seq,
+                t.status.value,
+                t.taken_at.isoformat(timespec="minutes"),
+                None if t.incident_date is None else t.incident_date.earliest().isoformat(),
+                "" if t.incident_date is None else str(t.incident_date),
+                place,
+                " ".join(t.violations),
+                t.witness_code,
+                created,
+                now,
+            ),
+        )
+        c.execute("DELETE FROM search WHERE testimony_id = ?", (record_id,))
+        c.execute(
+            "INSERT INTO search (testimony_id, body) VALUES (?, ?)",
+            (record_id, self._index_body(t)),
+        )
+
+    def _index_body(self, t: Testimony) -> str:
+        labels = [self.vocabulary.get(code).label_in("en") for code in t.violations]
+        arabic = [self.vocabulary.get(code).label_in("ar") for code in t.violations]
+        places = [p.text for p in (t.taken_place, t.incident_place) if p is not None]
+        return index_text(
+            t.narrative,
+            *places,
+            *(f"{p.description} {p.affiliation}" for p in t.perpetrators),
+            *t.victims.descriptions,
+            *labels,
+            *arabic,
+            *t.violations,
+            t.witness_code or "",
+            *(a.filename for a in t.attachments),
+        )
+
+    # ------------------------------------------------------------ reading
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        """Rows from our own STRICT tables, so column types are as declared."""
+        try:
+            return list(self._conn.execute(sql, args).fetchall())
+        except DatabaseError as e:
+            raise DatabaseDamaged from e
+
+    def resolve_id(self, text: str) -> str:
+        """The full id of the testimony ``text`` names (a whole id or a unique prefix)."""
+        prefix = text.strip().lower()
+        if len(prefix) < MIN_PREFIX or any(ch not in _ID_ALPHABET for ch in prefix):
+            raise RecordNotFound
+        rows = self._query(
+            "SELECT id FROM testimonies WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+            (prefix, prefix + "~"),
+        )
+        if not rows:
+            raise RecordNotFound
+        if len(rows) > 1 and str(rows[0][0]) != prefix:
+            raise AmbiguousId
+        return str(rows[0][0])
+
+    def get(self, record_id: str) -> StoredTestimony:
+        rid = self.resolve_id(record_id)
+        rows = self._query(
+            "SELECT t.seq, t.created_at, t.updated_at, r.payload FROM testimonies t"
+            " JOIN revisions r ON r.testimony_id = t.id AND r.seq = t.seq WHERE t.id = ?",
+            (rid,),
+        )
+        if not rows:
+            raise RecordNotFound
+        seq, created, updated, payload = rows[0]
+        testimony = self._decode(bytes(payload))
+        return StoredTestimony(
+            rid, seq, testimony, str(created), str(updated), self._identity_of(testimony)
+        )
+
+    @staticmethod
+    def _decode(payload: bytes) -> Testimony:
+        try:
+            return testimony_from_bytes(payload)
+        except ValidationError as e:
+            raise DatabaseDamaged from e
+
+    def _identity_of(self, t: Testimony) -> ProtectedIdentity | None:
+        return None if t.witness_code is None else self.identity(t.witness_code)
+
+    def identity(self, witness_code: str) -> ProtectedIdentity | None:
+        """The protected identity recorded for a witness code, if any."""
+        rows = self._query(
+            "SELECT identity FROM witness_identities WHERE witness_code = ?", (witness_code,)
+        )
+        if not rows:
+            return None
+        try:
+            return identity_from_json(load_strict(bytes(rows[0][0])))
+        except ValidationError as e:
+            raise DatabaseDamaged from e
+
+    def count(self, status: Status | None = None) -> int:
+        if status is None:
+            rows = self._query("SELECT count(*) FROM testimonies")
+        else:
+            rows = self._query("SELECT count(*) FROM testimonies WHERE status = ?", (status.value,))
+        return int(rows[0][0])
+
+    def page(
+        self, *, status: Status | None = None, limit: int = PAGE, offset: int = 0
+    ) -> list[Summary]:
+        """Testimonies, most recently changed first, one page at a time."""
+        where, args = ("WHERE t.status = ?", [status.value]) if status else ("", [])
+        rows = self._query(
+            f"SELECT {_SUMMARY_COLUMNS} FROM testimonies t {where}"  # noqa: S608 -- fixed text
+            " ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [_summary(r) for r in rows]
+
+    def search(self, query: str, *, limit: int = PAGE) -> list[Summary]:
+        """Testimonies whose text matches every word of ``query`` (prefixes), best first."""
+        expression = match_expression(query)
+        if expression is None:
+            return []
+        rows = self._query(
+            f"SELECT {_SUMMARY_COLUMNS} FROM search s JOIN testimonies t"  # noqa: S608
+            " ON t.id = s.testimony_id WHERE search MATCH ? ORDER BY bm25(search) LIMIT ?",
+            (expression, limit),
+        )
+        return [_summary(r) for r in rows]
+
+    def revisions(self, record_id: str) -> list[Revision]:
+        rid = self.resolve_id(record_id)
+        rows = self._query(
+            "SELECT seq, parent_hash, hash, device_key, signature, payload FROM revisions"
+            " WHERE testimony_id = ? ORDER BY seq",
+            (rid,),
+        )
+        out = []
+        for seq, parent, digest, device, signature, payload in rows:
+            try:
+                key = DeviceVerifyKey(bytes(device))
+            except ValueError as e:
+                raise DatabaseDamaged from e
+            out.append(
+                Revision(
+                    record_id=rid,
+                    seq=seq,
+                    parent_hash=bytes(parent),
+                    hash=bytes(digest),
+                    device=key,
+                    signature=bytes(signature),
+                    payload=bytes(payload),
+                )
+            )
+        return out
+
+    def history(self, record_id: str) -> list[HistoryEntry]:
+        """Every revision of a testimony, oldest first, after verifying the chain."""
+        revisions = self.revisions(record_id)
+        verify_chain(revisions, revisions[0].record_id if revisions else record_id)
+        times = dict(
+            self._query(
+                "SELECT seq, created_at FROM revisions WHERE testimony_id = ?",
+                (revisions[0].record_id,),
+            )
+        )
+        return [
+            HistoryEntry(
+                seq=r.seq,
+                created_at=str(times[r.seq]),
+                hash=r.hash.hex(),
+                device_key=r.device.raw.hex(),
+                testimony=self._decode(r.payload),
+            )
+            for r in revisions
+        ]
+
+    def integrity_problems(self) -> list[str]:
+        """Every page's HMAC and SQLite's structural check; empty when the file is sound."""
+        return integrity_problems(self._conn)
+
+    def verify_all(self) -> int:
+        """Verify every testimony's revision chain; returns how many. Raises RevisionError."""
+        ids = [str(r[0]) for r in self._query("SELECT id FROM testimonies ORDER BY id")]
+        for rid in ids:
+            verify_chain(self.revisions(rid), rid)
+        return len(ids)
+
+    # ------------------------------------------------------------ attachments
+
+    def read_attachment(self, attachment_id: str, dst: BinaryIO) -> Encrypted:
+        """Decrypt an attachment into ``dst`` and check its SHA-256 against the record."""
+        rows = self._query(
+            "SELECT stored_name, file_key, stream_header, sha256 FROM attachments WHERE id = ?",
+            (attachment_id,),
+        )
+        if not rows:
+            raise RecordNotFound
+        name, key, header, sha256 = rows[0]
+        done = files.read_file(
+            self._unlocked.home.attachments,
+            str(name),
+            FileKey(bytes(key), bytes(header)),
+            dst,
+        )
+        if done.sha256.hex() != sha256:
+            raise DatabaseDamaged
+        return done
+
+    # ------------------------------------------------------------ outbox
+
+    def outbox(self) -> list[tuple[str, int]]:
+        """(testimony id, newest unsent revision) for everything changed since the last sync."""
+        return [
+            (str(rid), seq)
+            for rid, seq in self._query("SELECT testimony_id, seq FROM outbox ORDER BY rowid")
+        ]
+
+    def mark_sent(self, record_id: str, seq: int) -> None:
+        """Record that revisions up to ``seq`` left the device; later ones stay queued."""
+        with transaction(self._conn) as c:
+            c.execute("DELETE FROM outbox WHERE testimony_id = ? AND seq <= ?", (record_id, seq))
+            c.execute(
+                "INSERT INTO sync_state (testimony_id, sent_seq) VALUES (?, ?)"
+                " ON CONFLICT (testimony_id) DO UPDATE"
+                " SET sent_seq = max(sent_seq, excluded.sent_seq)",
+                (record_id, seq),
+            )
