@@ -14,6 +14,7 @@ from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.store.home import Home
 from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import Clock, KdfPolicy, create_home, panic, unlock_home, utc_now
+from fieldapp.transfer import OutboxOnly, Transfers
 
 
 class Locked(FieldappError):
@@ -33,8 +34,10 @@ class Session:
         kdf: KdfPolicy | None = None,
         clock: Clock = utc_now,
         open_store: Callable[..., FieldStore] = FieldStore.open,
+        transfers: Transfers | None = None,
     ) -> None:
         self.home = home
+        self.transfers: Transfers = transfers or OutboxOnly()
         self.kdf = kdf or KdfPolicy()
         self.clock = clock
         self._open_store = open_store

@@ -13,6 +13,8 @@ import sys
 import pytest
 
 import crypto
+import fieldapp.domain
+import fieldapp.store
 import sync
 
 
@@ -27,8 +29,24 @@ def _modules(package: object) -> list[str]:
     [
         (["crypto", *_modules(crypto)], ["textual", "sqlcipher3", "fieldapp", "sync", "httpx"]),
         (["sync", *_modules(sync)], ["textual", "fieldapp"]),
+        (
+            ["fieldapp.domain", *_modules(fieldapp.domain)],
+            ["textual", "sqlcipher3", "nacl", "crypto", "sync", "click"],
+        ),
+        (
+            [
+                "fieldapp.store",
+                *_modules(fieldapp.store),
+                "fieldapp.session",
+                "fieldapp.transfer",
+                "fieldapp.cli",
+                "fieldapp.cli.records",
+                "fieldapp.cli.homecommands",
+            ],
+            ["textual"],
+        ),
     ],
-    ids=["crypto", "sync"],
+    ids=["crypto", "sync", "domain", "store-and-cli"],
 )
 def test_headless_packages_do_not_load_forbidden_modules(
     modules: list[str], forbidden: list[str]

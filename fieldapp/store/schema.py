@@ -86,6 +86,13 @@ MIGRATIONS: tuple[str, ...] = (
         tokenize = 'unicode61 remove_diacritics 2'
     );
     """,
+    # 2: indexes for the list's other sort orders, with and without a status filter
+    """
+    CREATE INDEX testimonies_by_taken ON testimonies (taken_at DESC, id);
+    CREATE INDEX testimonies_by_incident ON testimonies (incident_start DESC, id);
+    CREATE INDEX testimonies_by_status_taken ON testimonies (status, taken_at DESC, id);
+    CREATE INDEX testimonies_by_status_incident ON testimonies (status, incident_start DESC, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

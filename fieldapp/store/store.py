@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
@@ -67,6 +68,20 @@ def _summary(row: Any) -> Summary:
         updated_at=updated,
     )
 
+
+class Sort(StrEnum):
+    """Orders the testimony list can be shown in, newest first."""
+
+    UPDATED = "updated"
+    TAKEN = "taken"
+    INCIDENT = "incident"
+
+
+_ORDER_BY = {
+    Sort.UPDATED: "t.updated_at DESC, t.id",
+    Sort.TAKEN: "t.taken_at DESC, t.id",
+    Sort.INCIDENT: "t.incident_start DESC, t.id",
+}
 
 _SUMMARY_COLUMNS = (
     "t.id, t.seq, t.status, t.taken_at, t.incident_text, t.place, t.violations, "
@@ -402,16 +417,38 @@ class FieldStore:
         return int(rows[0][0])
 
     def page(
-        self, *, status: Status | None = None, limit: int = PAGE, offset: int = 0
+        self,
+        *,
+        status: Status | None = None,
+        sort: Sort = Sort.UPDATED,
+        limit: int = PAGE,
+        offset: int = 0,
     ) -> list[Summary]:
-        """Testimonies, most recently changed first, one page at a time."""
+        """Testimonies in ``sort`` order (newest first), one page at a time."""
         where, args = ("WHERE t.status = ?", [status.value]) if status else ("", [])
         rows = self._query(
             f"SELECT {_SUMMARY_COLUMNS} FROM testimonies t {where}"  # noqa: S608 -- fixed text
-            " ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
+            f" ORDER BY {_ORDER_BY[Sort(sort)]} LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
         return [_summary(r) for r in rows]
+
+    def summaries(self, record_ids: Iterable[str]) -> list[Summary]:
+        """Summaries of the given testimonies, oldest change first."""
+        ids = sorted(set(record_ids))
+        out: list[Summary] = []
+        for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [
+                _summary(r)
+                for r in self._query(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM testimonies t"  # noqa: S608 -- placeholders
+                    f" WHERE t.id IN ({marks})",
+                    chunk,
+                )
+            ]
+        return sorted(out, key=lambda s: (s.updated_at, s.id))
 
     def search(self, query: str, *, limit: int = PAGE) -> list[Summary]:
         """Testimonies whose text matches every word of ``query`` (prefixes), best first."""
