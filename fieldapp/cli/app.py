@@ -15,6 +15,7 @@ from typing import IO
 
 import click
 
+from crypto.attachment import AttachmentDamaged
 from crypto.errors import (
     BundleError,
     CryptoError,
@@ -24,6 +25,7 @@ from crypto.errors import (
     StatementError,
     WrongSecret,
 )
+from crypto.revisions import RevisionError
 from fieldapp import __version__
 from fieldapp.cli.state import CliState
 from fieldapp.errors import ExitCode, FieldappError
@@ -36,6 +38,8 @@ _CRYPTO_EXIT_CODES: tuple[tuple[type[CryptoError], ExitCode], ...] = (
     (StatementError, ExitCode.KEYS),
     (InvalidKey, ExitCode.KEYS),
     (KeyFileError, ExitCode.IO),
+    (RevisionError, ExitCode.DATA),
+    (AttachmentDamaged, ExitCode.DATA),
 )
 
 
@@ -53,14 +57,26 @@ _CRYPTO_EXIT_CODES: tuple[tuple[type[CryptoError], ExitCode], ...] = (
 def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
     """fieldapp: secure, offline-first field reporting for human-rights monitors.
 
-    Run with no command to open the terminal UI (arrives with the UI issue);
-    every command has --help.
+    Run with no command to open the terminal UI; every command has --help.
     """
     state = ctx.ensure_object(CliState)
     state.debug = debug
     state.home = home
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        run_tui(state)
+
+
+def run_tui(state: CliState) -> None:
+    """Open the terminal UI on the home (the setup wizard if there is none yet)."""
+    from fieldapp.session import Session  # noqa: PLC0415 -- Textual loads only for the UI
+    from fieldapp.ui.app import FieldApp  # noqa: PLC0415
+    from fieldapp.ui.guard import check_environment  # noqa: PLC0415
+
+    check_environment(state.environ)
+    app = FieldApp(Session(state.resolve_home(), kdf=state.kdf, clock=state.clock))
+    app.run()
+    if app.return_code:
+        raise SystemExit(app.return_code)
 
 
 def exit_code_for(error: BaseException) -> ExitCode | None:

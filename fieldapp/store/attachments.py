@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from crypto.attachment import Encrypted, FileKey, decrypt_file, encrypt_file
-from crypto.keyfile import ensure_private_dir
 from fieldapp.store.errors import AttachmentUnreadable, StoreIOError
 
 _NAME_BYTES = 16
@@ -59,7 +58,8 @@ def store_file(folder: Path, source: Path) -> StoredFile:
     The file appears under its final name only once complete and fsynced.
     Raises AttachmentUnreadable, StoreIOError.
     """
-    ensure_private_dir(folder)
+    if not folder.is_dir():
+        raise StoreIOError  # never recreate it: after a panic it must stay gone
     key = FileKey.generate()
     name = secrets.token_hex(_NAME_BYTES)
     temp = folder / f".{name}.tmp"
@@ -103,3 +103,28 @@ def remove_file(folder: Path, stored_name: str) -> None:
 
 def _is_stored_name(name: str) -> bool:
     return len(name) == 2 * _NAME_BYTES and all(c in "0123456789abcdef" for c in name)
+
+
+def remove_orphans(folder: Path, referenced: set[str], *, older_than: float) -> int:
+    """Delete encrypted files and temp files no record refers to; returns how many.
+
+    A crash between writing a file and committing its record leaves one behind:
+    undecryptable (its key died with the process) but a trace on disk. Only
+    files older than ``older_than`` (a timestamp) go, so a save in progress in
+    another process is never touched.
+    """
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        name = entry.name
+        ours = _is_stored_name(name) or (
+            name.startswith(".") and name.endswith(".tmp") and _is_stored_name(name[1:-4])
+        )
+        if not ours or name in referenced:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.lstat().st_mtime < older_than:
+                entry.unlink()
+                removed += 1
+    return removed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, BinaryIO, Self
 
 from crypto.attachment import Encrypted, FileKey
 from crypto.keys import DeviceVerifyKey
-from crypto.revisions import GENESIS, Revision, make_revision, verify_chain
+from crypto.revisions import GENESIS, Revision, make_revision, revision_hash, verify_chain
 from fieldapp.domain import (
     AttachmentRef,
     ProtectedIdentity,
@@ -38,7 +39,7 @@ from fieldapp.domain import (
 from fieldapp.domain.codec import load_strict
 from fieldapp.store import attachments as files
 from fieldapp.store.database import Connection, DatabaseError, integrity_problems, transaction
-from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, RecordNotFound
+from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, HomeMissing, RecordNotFound
 from fieldapp.store.records import HistoryEntry, StoredTestimony, Summary
 from fieldapp.store.textsearch import index_text, match_expression
 from fieldapp.store.vault import Clock, Unlocked, utc_now
@@ -120,13 +121,21 @@ class FieldStore:
         clock: Clock = utc_now,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> Self:
-        return cls(
+        store = cls(
             unlocked,
             unlocked.open_database(),
             vocabulary or Vocabulary.load_default(),
             clock,
             random_bytes,
         )
+        store.remove_orphaned_attachments()
+        return store
+
+    def remove_orphaned_attachments(self, *, grace_seconds: float = 3600) -> int:
+        """Delete attachment files left by a crashed save (see attachments.remove_orphans)."""
+        names = {str(r[0]) for r in self._query("SELECT stored_name FROM attachments")}
+        cutoff = time.time() - grace_seconds
+        return files.remove_orphans(self._unlocked.home.attachments, names, older_than=cutoff)
 
     def close(self) -> None:
         self._conn.close()
@@ -193,6 +202,8 @@ class FieldStore:
         identity: ProtectedIdentity | None,
         attach: list[Path],
     ) -> StoredTestimony:
+        if not self._unlocked.home.is_set_up():
+            raise HomeMissing  # erased (panic) while this store was open: save nothing
         testimony = dataclasses.replace(testimony, recorded_by=self.recorded_by)
         if identity is not None:
             validate_identity(identity)
@@ -375,17 +386,35 @@ class FieldStore:
     def get(self, record_id: str) -> StoredTestimony:
         rid = self.resolve_id(record_id)
         rows = self._query(
-            "SELECT t.seq, t.created_at, t.updated_at, r.payload FROM testimonies t"
-            " JOIN revisions r ON r.testimony_id = t.id AND r.seq = t.seq WHERE t.id = ?",
+            "SELECT t.seq, t.created_at, t.updated_at, r.payload, r.parent_hash, r.hash"
+            " FROM testimonies t JOIN revisions r ON r.testimony_id = t.id AND r.seq = t.seq"
+            " WHERE t.id = ?",
             (rid,),
         )
         if not rows:
             raise RecordNotFound
-        seq, created, updated, payload = rows[0]
+        seq, created, updated, payload, parent, digest = rows[0]
+        self._check_stored(rid, seq, bytes(parent), bytes(payload), bytes(digest))
         testimony = self._decode(bytes(payload))
         return StoredTestimony(
             rid, seq, testimony, str(created), str(updated), self._identity_of(testimony)
         )
+
+    def _check_stored(
+        self, rid: str, seq: int, parent: bytes, payload: bytes, digest: bytes
+    ) -> None:
+        """Refuse a revision whose bytes no longer match its own hash.
+
+        SQLCipher can hand back a page that failed its HMAC as zeros instead of
+        an error; the revision hash catches that before anything is shown.
+        Tampering by someone holding the key is the chain check's job.
+        """
+        try:
+            intact = revision_hash(rid, seq, parent, payload) == digest
+        except ValueError:
+            intact = False
+        if not intact and self.integrity_problems():
+            raise DatabaseDamaged
 
     @staticmethod
     def _decode(payload: bytes) -> Testimony:
@@ -471,6 +500,7 @@ class FieldStore:
         )
         out = []
         for seq, parent, digest, device, signature, payload in rows:
+            self._check_stored(rid, seq, bytes(parent), bytes(payload), bytes(digest))
             try:
                 key = DeviceVerifyKey(bytes(device))
             except ValueError as e:

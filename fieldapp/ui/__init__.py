@@ -1,0 +1,1 @@
+"""The monitor's terminal UI (Textual). Talks only to fieldapp.session and the store's API."""

@@ -1,0 +1,1 @@
+"""Widgets and form helpers the screens share; no storage here."""
