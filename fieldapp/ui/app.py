@@ -137,4 +137,3 @@ class FieldApp(App[None]):
         self.bell()
         self._exit_renderables.append(Segments(self.console.render(Text(_CRASH_TEXT))))
         self._close_messages_no_wait()
-
