@@ -90,3 +90,10 @@ class StoreIOError(StoreError):
             "The home folder could not be written (disk full or permissions); nothing "
             "was saved. Free some space and try again."
         )
+
+
+class StoreClosed(StoreError):
+    exit_code = ExitCode.AUTH
+
+    def __init__(self) -> None:
+        super().__init__("The records are locked; enter the passphrase to continue.")

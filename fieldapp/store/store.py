@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
@@ -39,7 +40,13 @@ from fieldapp.domain import (
 from fieldapp.domain.codec import load_strict
 from fieldapp.store import attachments as files
 from fieldapp.store.database import Connection, DatabaseError, integrity_problems, transaction
-from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, HomeMissing, RecordNotFound
+from fieldapp.store.errors import (
+    AmbiguousId,
+    DatabaseDamaged,
+    HomeMissing,
+    RecordNotFound,
+    StoreClosed,
+)
 from fieldapp.store.records import HistoryEntry, StoredTestimony, Summary
 from fieldapp.store.textsearch import index_text, match_expression
 from fieldapp.store.vault import Clock, Unlocked, utc_now
@@ -111,6 +118,10 @@ class FieldStore:
         self.vocabulary = vocabulary
         self._clock = clock
         self._random = random_bytes
+        # One SQLite connection serves every UI worker thread: one call at a time,
+        # so two transactions never interleave and close() waits for the last one.
+        self._lock = threading.RLock()
+        self._closed = False
 
     @classmethod
     def open(
@@ -138,7 +149,16 @@ class FieldStore:
         return files.remove_orphans(self._unlocked.home.attachments, names, older_than=cutoff)
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the database; waits for a call in progress to finish first."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def _connection(self) -> Connection:
+        if self._closed:
+            raise StoreClosed
+        return self._conn
 
     def __enter__(self) -> Self:
         return self
@@ -247,7 +267,7 @@ class FieldStore:
         stored: list[files.StoredFile],
     ) -> StoredTestimony:
         now = self._now()
-        with transaction(self._conn) as c:
+        with self._lock, transaction(self._connection()) as c:
             seq, parent = self._head(c, record_id)
             if (current is None) != (seq == 0):
                 raise DatabaseDamaged  # someone else created or removed this record under us
@@ -363,10 +383,12 @@ class FieldStore:
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         """Rows from our own STRICT tables, so column types are as declared."""
-        try:
-            return list(self._conn.execute(sql, args).fetchall())
-        except DatabaseError as e:
-            raise DatabaseDamaged from e
+        with self._lock:
+            conn = self._connection()
+            try:
+                return list(conn.execute(sql, args).fetchall())
+            except DatabaseError as e:
+                raise DatabaseDamaged from e
 
     def resolve_id(self, text: str) -> str:
         """The full id of the testimony ``text`` names (a whole id or a unique prefix)."""
@@ -541,7 +563,8 @@ class FieldStore:
 
     def integrity_problems(self) -> list[str]:
         """Every page's HMAC and SQLite's structural check; empty when the file is sound."""
-        return integrity_problems(self._conn)
+        with self._lock:
+            return integrity_problems(self._connection())
 
     def verify_all(self) -> int:
         """Verify every testimony's revision chain; returns how many. Raises RevisionError."""
@@ -582,7 +605,7 @@ class FieldStore:
 
     def mark_sent(self, record_id: str, seq: int) -> None:
         """Record that revisions up to ``seq`` left the device; later ones stay queued."""
-        with transaction(self._conn) as c:
+        with self._lock, transaction(self._connection()) as c:
             c.execute("DELETE FROM outbox WHERE testimony_id = ? AND seq <= ?", (record_id, seq))
             c.execute(
                 "INSERT INTO sync_state (testimony_id, sent_seq) VALUES (?, ?)"

@@ -79,19 +79,35 @@ class FieldApp(App[None]):
             self._last_activity = self._monotonic()
         await super().on_event(event)
 
-    def _check_idle(self) -> None:
+    async def _check_idle(self) -> None:
         idle = self._monotonic() - self._last_activity
         if self.session.is_unlocked and idle >= self.idle_lock_seconds:
-            self.action_lock()
+            await self.action_lock()
 
-    def action_lock(self) -> None:
-        """Close the store and drop every screen that showed data."""
+    async def _save_open_editors(self) -> None:
+        """Let every editor save what was typed since its last autosave."""
+        from fieldapp.ui.screens.editor import EditorScreen  # noqa: PLC0415
+
+        for screen in list(self.screen_stack):
+            if isinstance(screen, EditorScreen):
+                await screen.flush()
+
+    async def action_lock(self) -> None:
+        """Save open drafts, close the store and drop every screen that showed data."""
         if not self.session.is_unlocked:
             return
         from fieldapp.ui.screens.unlock import UnlockScreen  # noqa: PLC0415
 
+        await self._save_open_editors()
         self.session.lock()
         self._replace_stack(UnlockScreen(locked=True))
+
+    async def action_quit(self) -> None:
+        """Save open drafts, lock, then leave."""
+        if self.session.is_unlocked:
+            await self._save_open_editors()
+            self.session.lock()
+        self.exit()
 
     def action_help(self) -> None:
         from fieldapp.ui.screens.help import HelpScreen  # noqa: PLC0415

@@ -34,7 +34,7 @@ from fieldapp.ui.screens.testimonies import TestimoniesScreen
 from fieldapp.ui.widgets.testimony_form import FormContext, TestimonyForm, build, form_from
 from fieldapp.ui.widgets.violations import ViolationPicker
 from tests.store.conftest import ARABIC, make_testimony
-from tests.ui import pilot_test, settle
+from tests.ui import PASSPHRASE, pilot_test, settle
 
 SIZE = (80, 24)
 SLOW = 600.0  # an autosave delay no test reaches: saving is explicit there
@@ -417,3 +417,26 @@ def test_form_reports_every_problem_at_once(unlocked_session: Session) -> None:
         "narrative",
     } <= fields
     assert "\n" not in caught.value.message
+
+
+@pilot_test
+async def test_locking_keeps_what_was_typed_since_the_last_autosave(
+    unlocked_session: Session,
+) -> None:
+    app = FieldApp(unlocked_session, idle_lock_seconds=SLOW)
+    store = store_of(unlocked_session)
+    home = unlocked_session.home
+    async with app.run_test(size=SIZE) as pilot:
+        await open_editor(pilot, autosave_delay=SLOW)  # no autosave would ever run
+        await type_into(pilot, "#taken-place", "Idlib")
+        await type_into(pilot, "#narrative", "typed just before ctrl+l")
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+        assert not unlocked_session.is_unlocked
+    del store
+    from fieldapp.store.store import FieldStore as Store
+    from fieldapp.store.vault import unlock_home
+
+    with Store.open(unlock_home(home, PASSPHRASE)) as reopened:
+        (summary,) = reopened.page()
+        assert reopened.get(summary.id).testimony.narrative == "typed just before ctrl+l"

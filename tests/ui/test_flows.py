@@ -228,23 +228,23 @@ async def test_idle_lock_after_the_configured_delay(tmp_path: Path) -> None:
         assert isinstance(app.screen, TestimoniesScreen)
 
         clock.now += 59
-        app._check_idle()
+        await app._check_idle()
         await pilot.press("down")  # activity restarts the count
         clock.now += 59
-        app._check_idle()
+        await app._check_idle()
         await settle(pilot)
         assert session.is_unlocked
         assert isinstance(app.screen, TestimoniesScreen)
 
         clock.now += 1
-        app._check_idle()
+        await app._check_idle()
         await settle(pilot)
         assert not session.is_unlocked
         assert isinstance(app.screen, UnlockScreen)
         no_data_on_screen(app, CANARY, NARRATIVE)
 
         clock.now += 3600  # locked stays locked; nothing to do
-        app._check_idle()
+        await app._check_idle()
         await settle(pilot)
         assert isinstance(app.screen, UnlockScreen)
 
