@@ -22,6 +22,7 @@ from crypto.secretstream import (
     StreamDecryptor,
     StreamEncryptor,
     StreamError,
+    read_up_to,
 )
 
 CHUNK_BYTES = 64 * 1024
@@ -54,18 +55,6 @@ class Encrypted:
     sha256: bytes
 
 
-def _read_full(src: BinaryIO, size: int) -> bytes:
-    parts: list[bytes] = []
-    want = size
-    while want:
-        part = src.read(want)
-        if not part:
-            break
-        parts.append(part)
-        want -= len(part)
-    return b"".join(parts)
-
-
 def encrypt_file(src: BinaryIO, dst: BinaryIO, key: FileKey) -> Encrypted:
     """Encrypt everything readable from ``src`` into ``dst``.
 
@@ -74,9 +63,9 @@ def encrypt_file(src: BinaryIO, dst: BinaryIO, key: FileKey) -> Encrypted:
     stream = StreamEncryptor(key.key, key.header)
     hasher = hashlib.sha256()
     size = 0
-    chunk = _read_full(src, CHUNK_BYTES)
+    chunk = read_up_to(src, CHUNK_BYTES)
     while True:
-        following = _read_full(src, CHUNK_BYTES) if len(chunk) == CHUNK_BYTES else b""
+        following = read_up_to(src, CHUNK_BYTES) if len(chunk) == CHUNK_BYTES else b""
         hasher.update(chunk)
         size += len(chunk)
         dst.write(stream.push(chunk, final=not following))
@@ -96,7 +85,7 @@ def decrypt_file(src: BinaryIO, dst: BinaryIO, key: FileKey) -> Encrypted:
     size = 0
     try:
         # Bytes after the FINAL chunk make pull() raise; a missing FINAL makes finish() raise.
-        while chunk := _read_full(src, CHUNK_BYTES + ABYTES):
+        while chunk := read_up_to(src, CHUNK_BYTES + ABYTES):
             plaintext, _ = stream.pull(chunk)
             hasher.update(plaintext)
             size += len(plaintext)

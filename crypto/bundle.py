@@ -51,7 +51,14 @@ from crypto.keys import (
     constant_time_equal,
 )
 from crypto.padme import padme
-from crypto.secretstream import ABYTES, HEADER_BYTES, StreamDecryptor, StreamEncryptor, StreamError
+from crypto.secretstream import (
+    ABYTES,
+    HEADER_BYTES,
+    StreamDecryptor,
+    StreamEncryptor,
+    StreamError,
+    read_up_to,
+)
 
 MAGIC = b"FAPPBNDL"
 VERSION = 1
@@ -217,9 +224,9 @@ def _encrypt_payload(
     """
     total = 0
     with _BackgroundSha256() as hasher:
-        block = _read_block(src)
+        block = read_up_to(src, _BLOCK_BYTES)
         while True:
-            following = _read_block(src) if block else b""
+            following = read_up_to(src, _BLOCK_BYTES) if block else b""
             hasher.update(block)
             total += len(block)
             if total > MAX_PADDED_BYTES:
@@ -276,19 +283,6 @@ class _BackgroundSha256:
     def _consume(self, parts: list[bytes]) -> None:
         for part in parts:
             self._hash.update(part)
-
-
-def _read_block(src: BinaryIO) -> bytes:
-    """Read a full block unless the source ends first."""
-    parts: list[bytes] = []
-    want = _BLOCK_BYTES
-    while want:
-        part = src.read(want)
-        if not part:
-            break
-        parts.append(part)
-        want -= len(part)
-    return b"".join(parts)
 
 
 def _push_block(stream: StreamEncryptor, dst: BinaryIO, block: bytes) -> None:
@@ -393,15 +387,10 @@ def _open_header(
 
 def _read_exact(src: BinaryIO, size: int, short: BundleReason = BundleReason.PAYLOAD) -> bytes:
     """Exactly ``size`` bytes, across short reads; a premature end is ``short``."""
-    parts: list[bytes] = []
-    want = size
-    while want:
-        part = src.read(want)
-        if not part:
-            raise _fail(short)
-        parts.append(part)
-        want -= len(part)
-    return b"".join(parts)
+    data = read_up_to(src, size)
+    if len(data) != size:
+        raise _fail(short)
+    return data
 
 
 def open_bundle(

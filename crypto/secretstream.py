@@ -14,6 +14,8 @@ header comes from the OS random generator like every other nonce.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import nacl.bindings as sodium
 import nacl.exceptions
 
@@ -86,3 +88,16 @@ class StreamDecryptor:
         """Raise StreamError unless the FINAL chunk has been pulled."""
         if not self._finished:
             raise StreamError("stream ended without its final chunk")
+
+
+def read_up_to(src: BinaryIO, size: int) -> bytes:
+    """``size`` bytes from ``src``, fewer only if it ends first (short reads joined)."""
+    parts: list[bytes] = []
+    want = size
+    while want:
+        part = src.read(want)
+        if not part:
+            break
+        parts.append(part)
+        want -= len(part)
+    return b"".join(parts)
