@@ -54,9 +54,11 @@ class KdfParams:
         return self.ops <= ceiling.ops and self.mem <= ceiling.mem
 
 
-# libsodium's MODERATE setting: about 0.8 s and 256 MiB on a 2020s laptop core, once per
-# unlock. A seized laptop's passphrase slot then costs an attacker a quarter GiB per guess.
-PRODUCTION_KDF = KdfParams(ops=3, mem=256 * MiB)
+# One pass more than libsodium's MODERATE (3 x 256 MiB): measured at 0.44-0.49 s on
+# this project's 2-core server, under the 0.5-1.5 s the unlock is meant to take, so
+# 4 passes (about 0.55 s here, 1-1.5 s on an older laptop core). Every guess at a
+# seized laptop's passphrase costs an attacker a quarter GiB of memory.
+PRODUCTION_KDF = KdfParams(ops=4, mem=256 * MiB)
 
 # RFC 9106 section 4's second recommended option (t=3, m=64 MiB) for machines that cannot
 # spare more memory. Below this, GPU guessing of a typical passphrase gets cheap enough

@@ -112,7 +112,7 @@ def test_default_params_are_production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nacl.bindings.crypto_pwhash_alg", fake)
     ks = create_keyslots(MasterKey.generate(), "pw")
     assert ks.slots[0].params == PRODUCTION_KDF
-    assert seen == [(3, 256 * MiB, nacl.bindings.crypto_pwhash_ALG_ARGON2ID13)]
+    assert seen == [(4, 256 * MiB, nacl.bindings.crypto_pwhash_ALG_ARGON2ID13)]
 
 
 def test_argon2id_is_argon2id13_with_the_given_cost() -> None:

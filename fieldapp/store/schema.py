@@ -93,6 +93,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX testimonies_by_status_taken ON testimonies (status, taken_at DESC, id);
     CREATE INDEX testimonies_by_status_incident ON testimonies (status, incident_start DESC, id);
     """,
+    # 3: find a testimony's search row by rowid (FTS5 cannot index testimony_id, so
+    # deleting by it scanned the whole index on every save), and sort by the UTC
+    # time taken (ISO text with different offsets does not sort chronologically).
+    """
+    ALTER TABLE testimonies ADD COLUMN search_rowid INTEGER;
+    ALTER TABLE testimonies ADD COLUMN taken_utc TEXT;
+    UPDATE testimonies SET search_rowid = m.r
+        FROM (SELECT rowid AS r, testimony_id AS id FROM search) AS m
+        WHERE m.id = testimonies.id;
+    UPDATE testimonies SET taken_utc = strftime('%Y-%m-%dT%H:%M', taken_at);
+    DROP INDEX testimonies_by_taken;
+    DROP INDEX testimonies_by_status_taken;
+    CREATE INDEX testimonies_by_taken ON testimonies (taken_utc DESC, id);
+    CREATE INDEX testimonies_by_status_taken ON testimonies (status, taken_utc DESC, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,10 +9,12 @@ fsynced before that transaction and removed again if it fails.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -55,6 +57,7 @@ _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower cas
 ID_CHARS = 20  # 100 random bits: unique across every device of a deployment
 MIN_PREFIX = 4
 PAGE = 50
+SEARCH_WINDOW = 2000
 
 
 def new_record_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
@@ -87,7 +90,7 @@ class Sort(StrEnum):
 
 _ORDER_BY = {
     Sort.UPDATED: "t.updated_at DESC, t.id",
-    Sort.TAKEN: "t.taken_at DESC, t.id",
+    Sort.TAKEN: "t.taken_utc DESC, t.id",
     Sort.INCIDENT: "t.incident_start DESC, t.id",
 }
 
@@ -172,7 +175,7 @@ class FieldStore:
     def device_key(self) -> DeviceVerifyKey:
         return self._unlocked.device.public_key
 
-    @property
+    @functools.cached_property
     def recorded_by(self) -> str:
         """The id every testimony of this device carries in ``recorded_by``."""
         return self.device_key.key_id.hex()
@@ -334,20 +337,31 @@ class FieldStore:
         self, c: Connection, record_id: str, seq: int, t: Testimony, created: str, now: str
     ) -> None:
         place = (t.incident_place or t.taken_place).text
+        old = c.execute(
+            "SELECT search_rowid FROM testimonies WHERE id = ?", (record_id,)
+        ).fetchone()
+        if old is not None and old[0] is not None:
+            c.execute("DELETE FROM search WHERE rowid = ?", (old[0],))
+        search_rowid = c.execute(
+            "INSERT INTO search (testimony_id, body) VALUES (?, ?)",
+            (record_id, self._index_body(t)),
+        ).lastrowid
         c.execute(
-            "INSERT INTO testimonies (id, seq, status, taken_at, incident_start, incident_text,"
-            " place, violations, witness_code, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO testimonies (id, seq, status, taken_at, taken_utc, incident_start,"
+            " incident_text, place, violations, witness_code, created_at, updated_at,"
+            " search_rowid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, status = excluded.status,"
-            " taken_at = excluded.taken_at, incident_start = excluded.incident_start,"
+            " taken_at = excluded.taken_at, taken_utc = excluded.taken_utc,"
+            " incident_start = excluded.incident_start,"
             " incident_text = excluded.incident_text, place = excluded.place,"
             " violations = excluded.violations, witness_code = excluded.witness_code,"
-            " updated_at = excluded.updated_at",
+            " updated_at = excluded.updated_at, search_rowid = excluded.search_rowid",
             (
                 record_id,
                 seq,
                 t.status.value,
                 t.taken_at.isoformat(timespec="minutes"),
+                t.taken_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),
                 None if t.incident_date is None else t.incident_date.earliest().isoformat(),
                 "" if t.incident_date is None else str(t.incident_date),
                 place,
@@ -355,12 +369,8 @@ class FieldStore:
                 t.witness_code,
                 created,
                 now,
+                search_rowid,
             ),
-        )
-        c.execute("DELETE FROM search WHERE testimony_id = ?", (record_id,))
-        c.execute(
-            "INSERT INTO search (testimony_id, body) VALUES (?, ?)",
-            (record_id, self._index_body(t)),
         )
 
     def _index_body(self, t: Testimony) -> str:
@@ -506,10 +516,14 @@ class FieldStore:
         expression = match_expression(query)
         if expression is None:
             return []
+        # Rank only the SEARCH_WINDOW most recently saved matches: a common word can
+        # match most of 100,000 testimonies, and ranking them all takes a second.
         rows = self._query(
-            f"SELECT {_SUMMARY_COLUMNS} FROM search s JOIN testimonies t"  # noqa: S608
-            " ON t.id = s.testimony_id WHERE search MATCH ? ORDER BY bm25(search) LIMIT ?",
-            (expression, limit),
+            f"SELECT {_SUMMARY_COLUMNS} FROM ("  # noqa: S608 -- fixed text
+            " SELECT rowid, bm25(search) AS score FROM search WHERE search MATCH ?"
+            " ORDER BY rowid DESC LIMIT ?) s"
+            " JOIN testimonies t ON t.search_rowid = s.rowid ORDER BY s.score, t.id LIMIT ?",
+            (expression, SEARCH_WINDOW, limit),
         )
         return [_summary(r) for r in rows]
 

@@ -198,3 +198,26 @@ def test_a_tampered_revision_is_detected(store: FieldStore, unlocked: Unlocked) 
         store.history(saved.id)
     with pytest.raises(RevisionError):
         store.verify_all()
+
+
+def test_sorting_by_date_taken_follows_real_time_across_utc_offsets(store: FieldStore) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from fieldapp.store.store import Sort
+
+    aleppo = timezone(timedelta(hours=3))
+    # 01:30 in Aleppo on the 10th is 22:30 UTC on the 9th: before 23:00 UTC on the 9th.
+    early = store.create(
+        make_testimony(store, taken_at=datetime(2016, 12, 10, 1, 30, tzinfo=aleppo))
+    )
+    late = store.create(make_testimony(store, taken_at=datetime(2016, 12, 9, 23, 0, tzinfo=UTC)))
+    assert [r.id for r in store.page(sort=Sort.TAKEN)] == [late.id, early.id]
+
+
+def test_each_testimony_has_exactly_one_search_row_after_many_edits(store: FieldStore) -> None:
+    saved = store.create(make_testimony(store, narrative="alpha"))
+    for word in ("beta", "gamma", "delta"):
+        saved = store.update(saved.id, dataclasses.replace(saved.testimony, narrative=word))
+    assert [r.id for r in store.search("delta")] == [saved.id]
+    for gone in ("alpha", "beta", "gamma"):
+        assert store.search(gone) == []
