@@ -25,6 +25,15 @@ from fieldapp.ui.base import BaseScreen
 PAGE_SIZE = 100
 STATUS_CYCLE: tuple[Status | None, ...] = (None, *Status)
 SORT_CYCLE = tuple(Sort)
+COLUMNS = (
+    ("ID", 8),
+    ("Taken", 10),
+    ("Incident", 10),
+    ("Status", 9),
+    ("Witness", 11),
+    ("Place", 14),
+    ("Violations", 30),
+)
 SORT_LABELS = {Sort.UPDATED: "last change", Sort.TAKEN: "date taken", Sort.INCIDENT: "incident"}
 
 
@@ -67,7 +76,11 @@ class TestimoniesScreen(BaseScreen):
         search = self.query_one("#search", Input)
         search.display = False
         table = self.query_one("#table", DataTable)
-        table.add_columns("ID", "Taken", "Incident", "Status", "Witness", "Violations", "Place")
+        # Fixed widths: measured widths are computed only when the table is idle, so
+        # a frame drawn before that kept rows cut to the headers' widths. Place comes
+        # before violations so that at 80 columns it is on screen.
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
         table.focus()
         self.reload()
 
@@ -105,8 +118,8 @@ class TestimoniesScreen(BaseScreen):
                 r.incident or "-",
                 r.status.value,
                 r.witness_code or "-",
-                ", ".join(r.violations) or "-",
                 r.place,
+                ", ".join(r.violations) or "-",
                 key=r.id,
             )
         self.query_one("#where", Label).update(self.describe(page))
