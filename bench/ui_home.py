@@ -12,10 +12,10 @@ Layout of the build folder::
 Both keyslot files open the same master key, so one 100,000-record database
 serves both measurements: ``use_keyslots`` copies one of them into the home
 before a run. The testimonies come from ``bench.store_corpus`` (seeded, ~1 KiB
-narrative, Arabic and Latin mixed) and are saved one by one through
-``FieldStore.create`` in one process, on a connection wrapper that drops the one
-statement that is a no-op for a new record (``bench.store_engines.SkipNoOpFtsDelete``,
-see bench/README.md); the database is the one the unmodified API writes.
+narrative, Arabic and Latin mixed) and are saved one by one through the
+unmodified ``FieldStore.create`` in one process (one transaction each, as the
+UI saves), with the store benchmark's seeded clock and random bytes so that a
+seed always gives the same ids and timestamps.
 """
 
 from __future__ import annotations
@@ -26,23 +26,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, cast
 
 from bench.store_corpus import Corpus
-from bench.store_engines import DeterministicClock, SkipNoOpFtsDelete, seeded_random
-from crypto.kdf import KDF_MINIMUM
+from bench.store_engines import DeterministicClock, seeded_random
+from crypto.kdf import KDF_MINIMUM, PRODUCTION_KDF
 from fieldapp.domain import Vocabulary
 from fieldapp.store.home import Home
+from fieldapp.store.schema import SCHEMA_VERSION
 from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import KdfPolicy, change_passphrase, create_home
-
-if TYPE_CHECKING:
-    from sqlite3 import Connection
 
 PASSPHRASE = "ui benchmark passphrase, not a secret"  # noqa: S105 -- a throwaway bench home
 CHEAP_KDF = KdfPolicy(params=KDF_MINIMUM, floor=KDF_MINIMUM)
 MARKER = "ui_bench.json"
-FORMAT = 1
+FORMAT = 2
 CHUNK = 1000
 BYTES_PER_RECORD = 12_000  # database + WAL + margin; the store takes ~7.5 kB per testimony
 
@@ -83,6 +81,17 @@ def db_bytes(home: Home) -> int:
     return sum(p.stat().st_size for p in home.database_files() if p.exists())
 
 
+def _identity(count: int, seed: int) -> dict[str, object]:
+    """What a reusable build must match: a store schema or KDF change means rebuilding."""
+    return {
+        "format": FORMAT,
+        "count": count,
+        "seed": seed,
+        "schema_version": SCHEMA_VERSION,
+        "production_kdf": [PRODUCTION_KDF.ops, PRODUCTION_KDF.mem],
+    }
+
+
 def _clear_previous(root: Path) -> None:
     """Remove an earlier (other count/seed, or interrupted) build of ours, nothing else."""
     for name in ("home",):
@@ -99,12 +108,11 @@ def prepare(root: Path, count: int, seed: int) -> Built:
     root.mkdir(parents=True, exist_ok=True)
     home = Home(root / "home")
     marker = _read_marker(root)
+    wanted = _identity(count, seed)
     if (
         marker is not None
-        and marker.get("format") == FORMAT
+        and all(marker.get(k) == v for k, v in wanted.items())
         and marker.get("complete") is True
-        and marker.get("count") == count
-        and marker.get("seed") == seed
         and home.is_set_up()
     ):
         built_s = float(cast("float", marker.get("build_s", 0.0)))
@@ -117,18 +125,9 @@ def prepare(root: Path, count: int, seed: int) -> Built:
     if free < count * BYTES_PER_RECORD:
         want = count * BYTES_PER_RECORD / 1e6
         raise SystemExit(f"bench: {root} has {free / 1e6:.0f} MB free, wants {want:.0f} MB")
-    _write_marker(root, {"format": FORMAT, "complete": False, "count": count, "seed": seed})
+    _write_marker(root, {**wanted, "complete": False})
     build_s = _build(root, home, count, seed)
-    _write_marker(
-        root,
-        {
-            "format": FORMAT,
-            "complete": True,
-            "count": count,
-            "seed": seed,
-            "build_s": round(build_s, 1),
-        },
-    )
+    _write_marker(root, {**wanted, "complete": True, "build_s": round(build_s, 1)})
     return Built(root, home, count, seed, build_s, build_s, reused=False, db_bytes=db_bytes(home))
 
 
@@ -142,14 +141,7 @@ def _build(root: Path, home: Home, count: int, seed: int) -> float:
     start = time.perf_counter()
     vocabulary = Vocabulary.load_default()
     conn = unlocked.open_database()
-    skipper = SkipNoOpFtsDelete(conn)
-    store = FieldStore(
-        unlocked,
-        cast("Connection", skipper),
-        vocabulary,
-        DeterministicClock(),
-        seeded_random(seed),
-    )
+    store = FieldStore(unlocked, conn, vocabulary, DeterministicClock(), seeded_random(seed))
     corpus = Corpus(seed, vocabulary, store.recorded_by)
     done = 0
     try:
@@ -163,8 +155,6 @@ def _build(root: Path, home: Home, count: int, seed: int) -> float:
     finally:
         conn.close()
     build_s = time.perf_counter() - start
-    if skipper.skipped not in (0, count):
-        raise SystemExit(f"bench: expected to skip 0 or {count} FTS deletes, not {skipper.skipped}")
 
     # A second keyslot file for the same master key: the passphrase slot at minimum cost.
     change_passphrase(home, PASSPHRASE, PASSPHRASE, kdf=CHEAP_KDF)

@@ -97,3 +97,12 @@ class StoreClosed(StoreError):
 
     def __init__(self) -> None:
         super().__init__("The records are locked; enter the passphrase to continue.")
+
+
+class SearchCancelled(StoreError):
+    """A search superseded by a newer one was stopped; nothing to show for it."""
+
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__("The search was replaced by a newer one.")

@@ -108,6 +108,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX testimonies_by_taken ON testimonies (taken_utc DESC, id);
     CREATE INDEX testimonies_by_status_taken ON testimonies (status, taken_utc DESC, id);
     """,
+    # 4: search joins by search_rowid (index it), and prefix indexes for one- and
+    # two-character prefixes: typing the first letter of a word (or the article ال)
+    # expanded to millions of index entries without them. FTS5 options are fixed at
+    # creation, so the table is rebuilt, keeping every rowid.
+    """
+    CREATE UNIQUE INDEX testimonies_by_search_rowid ON testimonies (search_rowid);
+    CREATE VIRTUAL TABLE search_v4 USING fts5(
+        testimony_id UNINDEXED,
+        body,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '1 2'
+    );
+    INSERT INTO search_v4 (rowid, testimony_id, body)
+        SELECT rowid, testimony_id, body FROM search;
+    DROP TABLE search;
+    ALTER TABLE search_v4 RENAME TO search;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -47,6 +47,7 @@ from fieldapp.store.errors import (
     DatabaseDamaged,
     HomeMissing,
     RecordNotFound,
+    SearchCancelled,
     StoreClosed,
 )
 from fieldapp.store.records import HistoryEntry, StoredTestimony, Summary
@@ -58,6 +59,11 @@ ID_CHARS = 20  # 100 random bits: unique across every device of a deployment
 MIN_PREFIX = 4
 PAGE = 50
 SEARCH_WINDOW = 2000
+
+
+def _is_interrupt(error: BaseException) -> bool:
+    """SQLite's own message for a statement stopped by ``interrupt()``."""
+    return error.args == ("interrupted",)
 
 
 def new_record_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
@@ -125,6 +131,10 @@ class FieldStore:
         # so two transactions never interleave and close() waits for the last one.
         self._lock = threading.RLock()
         self._closed = False
+        # Guards the "a search is running" flag so cancel_search() can never
+        # interrupt anything else (see cancel_search).
+        self._search_flag = threading.Lock()
+        self._searching = False
 
     @classmethod
     def open(
@@ -518,14 +528,38 @@ class FieldStore:
             return []
         # Rank only the SEARCH_WINDOW most recently saved matches: a common word can
         # match most of 100,000 testimonies, and ranking them all takes a second.
-        rows = self._query(
+        sql = (
             f"SELECT {_SUMMARY_COLUMNS} FROM ("  # noqa: S608 -- fixed text
             " SELECT rowid, bm25(search) AS score FROM search WHERE search MATCH ?"
             " ORDER BY rowid DESC LIMIT ?) s"
-            " JOIN testimonies t ON t.search_rowid = s.rowid ORDER BY s.score, t.id LIMIT ?",
-            (expression, SEARCH_WINDOW, limit),
+            " JOIN testimonies t ON t.search_rowid = s.rowid ORDER BY s.score, t.id LIMIT ?"
         )
+        with self._lock:
+            conn = self._connection()
+            with self._search_flag:
+                self._searching = True
+            try:
+                rows = conn.execute(sql, (expression, SEARCH_WINDOW, limit)).fetchall()
+            except DatabaseError as e:
+                if _is_interrupt(e):
+                    raise SearchCancelled from e
+                raise DatabaseDamaged from e
+            finally:
+                with self._search_flag:
+                    self._searching = False
         return [_summary(r) for r in rows]
+
+    def cancel_search(self) -> None:
+        """Stop a search in progress (the user typed on); callable from any thread.
+
+        Only a search is ever interrupted: the flag is set and cleared, under its
+        own lock, while the search holds the store lock, so no save can be running
+        when the interrupt is delivered. A search that already finished is not
+        affected (SQLite ignores an interrupt when no statement is running).
+        """
+        with self._search_flag:
+            if self._searching:
+                self._conn.interrupt()
 
     def revisions(self, record_id: str) -> list[Revision]:
         rid = self.resolve_id(record_id)

@@ -39,6 +39,13 @@ def test_version_3_links_existing_search_rows_and_sorts_by_utc(tmp_path: Path) -
         )
         assert got == {"a1": "a1", "b2": "b2"}
         utc = dict(upgraded.execute("SELECT id, taken_utc FROM testimonies").fetchall())
+        (search_sql,) = upgraded.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'search'"
+        ).fetchone()
+        assert "prefix" in search_sql  # version 4 rebuilt it with prefix indexes
+        assert upgraded.execute(
+            "SELECT count(*) FROM search WHERE search MATCH '\"w\"*'"
+        ).fetchone() == (2,)
         # 01:30 in Aleppo is 22:30 UTC the day before: later than b2 only by UTC.
         assert utc == {"a1": "2016-12-09T22:30", "b2": "2016-12-09T23:00"}
     finally:

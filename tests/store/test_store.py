@@ -221,3 +221,28 @@ def test_each_testimony_has_exactly_one_search_row_after_many_edits(store: Field
     assert [r.id for r in store.search("delta")] == [saved.id]
     for gone in ("alpha", "beta", "gamma"):
         assert store.search(gone) == []
+
+
+def test_cancel_search_stops_a_running_search_and_nothing_else(store: FieldStore) -> None:
+    from fieldapp.store.errors import SearchCancelled
+
+    for i in range(30):
+        store.create(make_testimony(store, narrative=f"checkpoint words {i}"))
+    calls: list[int] = []
+
+    def typed_on() -> int:  # SQLite calls this while a statement runs
+        calls.append(1)
+        store.cancel_search()
+        return 0
+
+    store._conn.set_progress_handler(typed_on, 10)
+    try:
+        with pytest.raises(SearchCancelled):
+            store.search("checkpoint")
+        # A save while the same handler keeps calling cancel_search is not touched.
+        saved = store.create(make_testimony(store, narrative="saved while typing"))
+        assert calls
+    finally:
+        store._conn.set_progress_handler(None, 0)
+    assert store.get(saved.id).testimony.narrative == "saved while typing"
+    assert len(store.search("checkpoint")) == 30

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
 from fieldapp.domain import Status
+from fieldapp.store.errors import SearchCancelled
 from fieldapp.store.records import Summary
 from fieldapp.store.store import Sort
 from fieldapp.ui.base import BaseScreen
@@ -104,7 +105,9 @@ class TestimoniesScreen(BaseScreen):
             result = event.worker.result
             if isinstance(result, Page):
                 self.show(result)
-        elif event.state is WorkerState.ERROR:
+        elif event.state is WorkerState.ERROR and not isinstance(
+            event.worker.error, SearchCancelled
+        ):
             super().on_worker_state_changed(event)
 
     def show(self, page: Page) -> None:
@@ -153,6 +156,9 @@ class TestimoniesScreen(BaseScreen):
     def search_changed(self, event: Input.Changed) -> None:
         self.query_text = event.value
         self.page_offset = 0
+        # The newer query replaces the older: stop the older one in SQLite too,
+        # or it would hold the store until it finished.
+        self.app.session.store.cancel_search()  # type: ignore[attr-defined]
         self.reload()
 
     @on(Input.Submitted, "#search")
