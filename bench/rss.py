@@ -9,6 +9,7 @@ the parent's RSS for every child (``true`` started from a 200 MiB Python shows
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import threading
 from pathlib import Path
@@ -55,3 +56,14 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._stopped.set()
         self.join()
+
+
+def reset_peak() -> None:
+    """Start a new VmHWM period (Linux >= 4.0); harmless where it is not supported."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
+def peak_mib() -> float:
+    """This process's peak RSS since start or the last ``reset_peak()``, in MiB."""
+    return (vm_hwm_kib() or 0) / 1024

@@ -10,7 +10,6 @@ the record list, unlocking, and reports sizes and peak RSS. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import random
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import store_report as report
-from bench.rss import vm_hwm_kib
+from bench.rss import peak_mib, reset_peak
 from bench.store_corpus import Corpus, queries
 from bench.store_engines import (
     Engine,
@@ -81,16 +80,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def _reset_peak() -> None:
-    """Start a new VmHWM period (Linux >= 4.0); harmless where it is not supported."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-
-
-def _peak_mib() -> float:
-    return (vm_hwm_kib() or 0) / 1024
 
 
 # ---------------------------------------------------------------- inserts
@@ -271,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 -- one line
         start = time.perf_counter()
         unlocked, _code = create_home(home, PASSPHRASE, kdf=KdfPolicy())
         create_s = time.perf_counter() - start
-        _reset_peak()
+        reset_peak()
 
         cipher = sqlcipher_engine(unlocked, vocabulary, args.seed)
         cache = int(str(pragma(cipher.conn, "cache_size")))
@@ -290,14 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 -- one line
         skipped = {e.name: e.skipper.skipped for e in engines}
         for engine in engines:
             engine.close()
-        build_rss = _peak_mib()
+        build_rss = peak_mib()
         sizes = {e.name: database_bytes(e.path) for e in engines}
 
-        _reset_peak()
+        reset_peak()
         unlock_s, open_s, unlocked = _unlock(home, args.unlock_repeat)
-        unlock_rss = _peak_mib()
+        unlock_rss = peak_mib()
 
-        _reset_peak()
+        reset_peak()
         _log("[reads] search, page, count, get")
         stores = {
             "SQLCipher": FieldStore.open(unlocked),
@@ -308,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 -- one line
         hits = {q: _matches(stores["SQLCipher"], q) for q in words}
         for store in stores.values():
             store.close()
-        read_rss = _peak_mib()
+        read_rss = peak_mib()
     finally:
         if args.keep:
             _log(f"kept {work}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
 import statistics
 import sys
@@ -43,7 +42,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label
 
 from bench.report import machine
-from bench.rss import vm_hwm_kib
+from bench.rss import peak_mib, reset_peak
 from bench.store_corpus import Corpus, queries
 from bench.ui_home import CHEAP_KDF, PASSPHRASE, Built, Variant, prepare, use_keyslots
 from bench.ui_probe import Probe, ProbedApp, ProbedSession, Shown, patched_show
@@ -89,16 +88,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def _reset_peak() -> None:
-    """Start a new VmHWM period (Linux >= 4.0)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-
-
-def _peak_mib() -> float:
-    return (vm_hwm_kib() or 0) / 1024
 
 
 # ---------------------------------------------------------------- what the screen must show
@@ -502,19 +491,19 @@ async def _measure(
     args: argparse.Namespace, built: Built, oracle: Oracle, words: list[str]
 ) -> Results:
     rss: dict[str, float] = {}
-    _reset_peak()
+    reset_peak()
     production = await _unlock_runs(built, "production", args.production_runs, oracle, args.timeout)
     if production:
-        rss["unlock, PRODUCTION Argon2id"] = _peak_mib()
-    _reset_peak()
+        rss["unlock, PRODUCTION Argon2id"] = peak_mib()
+    reset_peak()
     cheap = await _unlock_runs(built, "cheap", args.runs, oracle, args.timeout)
-    rss["unlock + list, cheap Argon2id"] = _peak_mib()
-    _reset_peak()
+    rss["unlock + list, cheap Argon2id"] = peak_mib()
+    reset_peak()
     keys, clears = await _typed(built, words, oracle, args.timeout)
     paced = None
     if args.pace_ms > 0:
         paced = await _paced(built, words, oracle, args.pace_ms / 1000, args.timeout)
-    rss["search"] = _peak_mib()
+    rss["search"] = peak_mib()
     return Results(production, cheap, keys, clears, paced, rss)
 
 
@@ -528,9 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if root is None:
         root = temp = Path(tempfile.mkdtemp(prefix="fieldapp-ui-bench-"))
     try:
-        _reset_peak()
+        reset_peak()
         built = prepare(root, args.count, args.seed)
-        build_rss = None if built.reused else _peak_mib()
+        build_rss = None if built.reused else peak_mib()
         use_keyslots(built.root, built.home, "cheap")
         words = _words(args.seed, args.keystrokes)
         texts = [w[:n] for w in words for n in range(1, len(w) + 1)]
