@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from fieldapp.cli.inputfiles import STDIN, read_text_input
 from fieldapp.cli.output import (
     emit_json,
     emit_record,
@@ -20,7 +20,7 @@ from fieldapp.cli.output import (
     record_json,
     summary_json,
 )
-from fieldapp.cli.secrets import STDIN, SecretInputError
+from fieldapp.cli.secrets import SecretInputError
 from fieldapp.cli.session import open_store
 from fieldapp.cli.state import CliState, pass_state
 from fieldapp.domain import (
@@ -51,20 +51,7 @@ class InputFileError(FieldappError):
 
 
 def _read_text(spec: str, limit: int, what: str) -> str:
-    try:
-        if spec == STDIN:
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with Path(spec).open("rb") as f:
-                data = f.read(limit + 1)
-    except OSError as e:
-        raise InputFileError(f"The {what} file cannot be read; check the path.") from e
-    if len(data) > limit:
-        raise InputFileError(f"The {what} file is larger than {limit // 1024} KiB.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputFileError(f"The {what} file is not UTF-8 text.") from e
+    return read_text_input(spec, limit, what, InputFileError)
 
 
 def _options(func: Any) -> Any:
