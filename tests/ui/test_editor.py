@@ -28,10 +28,10 @@ from fieldapp.domain import (
 from fieldapp.session import Session
 from fieldapp.store.store import FieldStore
 from fieldapp.ui.app import FieldApp
+from fieldapp.ui.forms import FormContext, TestimonyForm, build, form_from
 from fieldapp.ui.screens.editor import EditorScreen
 from fieldapp.ui.screens.filepicker import FilePickerScreen
 from fieldapp.ui.screens.testimonies import TestimoniesScreen
-from fieldapp.ui.widgets.testimony_form import FormContext, TestimonyForm, build, form_from
 from fieldapp.ui.widgets.violations import ViolationPicker
 from tests.store.conftest import ARABIC, make_testimony
 from tests.ui import PASSPHRASE, pilot_test, settle

@@ -29,9 +29,9 @@ from fieldapp.domain import ProtectedIdentity, Status, Testimony, ValidationErro
 from fieldapp.store.records import StoredTestimony
 from fieldapp.ui.base import BaseScreen
 from fieldapp.ui.errors import describe
+from fieldapp.ui.forms import FormContext, TestimonyForm, build, form_from
 from fieldapp.ui.screens.filepicker import FilePickerScreen
 from fieldapp.ui.widgets.testimony_fields import TestimonyFields
-from fieldapp.ui.widgets.testimony_form import FormContext, TestimonyForm, build, form_from
 from fieldapp.ui.widgets.violations import ViolationPicker
 
 AUTOSAVE_DELAY = 2.0

@@ -25,8 +25,8 @@ from fieldapp.domain import (
     SourceType,
     Vocabulary,
 )
+from fieldapp.ui.forms import TestimonyForm
 from fieldapp.ui.widgets.attachments import AttachmentList
-from fieldapp.ui.widgets.testimony_form import TestimonyForm
 from fieldapp.ui.widgets.violations import ViolationPicker
 
 E = TypeVar("E", bound=Enum)
