@@ -114,3 +114,80 @@ class BundleError(CryptoError):
             or f"This bundle cannot be opened ({reason.value}): it is damaged, tampered with, "
             "or not addressed to this HQ. It was not imported."
         )
+
+
+class ReceiptReason(StrEnum):
+    """Why an HQ import receipt was refused (for logs and tests)."""
+
+    MALFORMED = "malformed"  # not exactly the 144-byte layout: refused before any key work
+    UNKNOWN_SIGNER = "unknown-signer"  # the signer key id is none of the trusted HQ roots
+    BAD_SIGNATURE = "bad-signature"  # the signature does not verify under that root
+
+
+_RECEIPT_MESSAGES = {
+    ReceiptReason.MALFORMED: (
+        "An HQ import receipt is damaged or is not a receipt. Nothing was marked as "
+        "received by HQ; sync again later."
+    ),
+    ReceiptReason.UNKNOWN_SIGNER: (
+        "An import receipt was signed by a key this device does not trust as HQ. Nothing "
+        "was marked as received by HQ; tell HQ if this keeps happening."
+    ),
+    ReceiptReason.BAD_SIGNATURE: (
+        "An HQ import receipt has been altered or damaged: its HQ signature does not "
+        "verify. Nothing was marked as received by HQ; sync again later."
+    ),
+}
+
+
+class ReceiptError(CryptoError):
+    """An HQ import receipt was refused: nothing it says may be acted on.
+
+    ``reason`` is for logs and tests; ``message`` for the user.
+    """
+
+    def __init__(self, reason: ReceiptReason, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message or _RECEIPT_MESSAGES[reason])
+
+
+class EnrolmentReason(StrEnum):
+    """Why an enrolment file was refused (for logs and tests)."""
+
+    MALFORMED = "malformed"  # not the documented layout, or a field out of bounds
+    BAD_SIGNATURE = "bad-signature"  # the body is not signed by the HQ root it names
+    FOREIGN = "foreign"  # signed by an HQ root other than the one this device trusts
+    CHAIN = "chain"  # the HQ key statements it carries do not verify from that root
+
+
+_ENROLMENT_MESSAGES = {
+    EnrolmentReason.MALFORMED: (
+        "This is not a fieldapp enrolment file, or it is damaged; it was not imported. "
+        "Ask HQ for a new one."
+    ),
+    EnrolmentReason.BAD_SIGNATURE: (
+        "This enrolment file has been altered or damaged: its HQ signature does not "
+        "verify. Ask HQ for a new one."
+    ),
+    EnrolmentReason.FOREIGN: (
+        "This enrolment file comes from a different HQ than the one this device is "
+        "enrolled with; it was not imported."
+    ),
+    EnrolmentReason.CHAIN: (
+        "The HQ key statements in this enrolment file were refused; it was not imported. "
+        "Ask HQ for a new one."
+    ),
+}
+
+
+class EnrolmentError(CryptoError):
+    """An enrolment file was refused: nothing from it was imported.
+
+    ``reason`` is for logs and tests; ``message`` for the monitor at the keyboard.
+    When the statement chain is refused (CHAIN) the message is the statement
+    error's own, and the ``StatementError`` is the ``__cause__``.
+    """
+
+    def __init__(self, reason: EnrolmentReason, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message or _ENROLMENT_MESSAGES[reason])
