@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from fieldapp.domain import Vocabulary
 from fieldapp.store import database
+from fieldapp.store.schema import MIGRATIONS
 from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import Unlocked
 
@@ -83,7 +84,7 @@ def plain_connection(path: Path, cache_size: int) -> Connection:
     conn.execute("PRAGMA temp_store = MEMORY")  # what _check_engine sets for SQLCipher
     conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
     database._configure(conn)  # busy_timeout, WAL, synchronous=FULL, foreign_keys, secure_delete
-    database._migrate(conn)  # schema.MIGRATIONS, one transaction per step
+    database._migrate(conn, MIGRATIONS)  # one transaction per step
     return conn
 
 

@@ -144,6 +144,7 @@ class Purpose(StrEnum):
     SQLCIPHER_KEY = "sqlcipher-key"
     ATTACHMENTS = "attachments"
     DEVICE_KEY_STORAGE = "device-key-storage"
+    PROTECTION_KEY_STORAGE = "protection-key-storage"
 
 
 def derive_subkey(master: MasterKey, purpose: Purpose) -> bytes:

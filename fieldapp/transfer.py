@@ -46,7 +46,7 @@ class NotEnrolled(FieldappError):
     def __init__(self) -> None:
         super().__init__(
             "This device is not enrolled with HQ yet, so there is no HQ key to seal "
-            "bundles to. Import an enrolment file from HQ first."
+            "bundles to. Import an enrolment file from HQ first (fieldapp enroll FILE)."
         )
 
 

@@ -38,6 +38,7 @@ SUBKEY_VECTORS = {
     Purpose.SQLCIPHER_KEY: "f754c26807161ce226f7698b7e5efcad59804110f7baba2d28c5341daba746a3",
     Purpose.ATTACHMENTS: "8ca01b8a234b57c83f56bcfcce0e7eb9dbe3816a457334eeb97004b70e4a428c",
     Purpose.DEVICE_KEY_STORAGE: "38896ef969062d74bb98200c2b3dcf85fb5e34c6de49406ec88bd190ee8f1fd6",
+    Purpose.PROTECTION_KEY_STORAGE: "555dc71db1361cfc43d1c7f1e52cbbb7816d52bf600fc6d97e0a56ff941ebe2e",
 }
 FIXED_MASTER = MasterKey(bytes(range(32)))
 
@@ -188,7 +189,12 @@ def test_subkey_vectors_regenerate_from_rfc5869_by_hand(purpose: Purpose) -> Non
 
 
 def test_purpose_strings_are_stable() -> None:
-    assert [p.value for p in Purpose] == ["sqlcipher-key", "attachments", "device-key-storage"]
+    assert [p.value for p in Purpose] == [
+        "sqlcipher-key",
+        "attachments",
+        "device-key-storage",
+        "protection-key-storage",
+    ]
 
 
 def test_subkeys_are_deterministic_distinct_and_depend_on_the_master() -> None:

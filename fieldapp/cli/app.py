@@ -142,10 +142,15 @@ def main() -> None:
 def _register() -> None:
     # Imported here: the command modules import this module's state.
     from fieldapp.cli.homecommands import init_command, keys_group, panic_command  # noqa: PLC0415
+    from fieldapp.cli.hqcommands import hq_group  # noqa: PLC0415
     from fieldapp.cli.records import check_command, record_group, search_command  # noqa: PLC0415
+    from fieldapp.cli.synccommands import enroll_command, sync_group  # noqa: PLC0415
 
     for command in (
         init_command,
+        enroll_command,
+        sync_group,
+        hq_group,
         record_group,
         search_command,
         keys_group,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from crypto.fingerprint import fingerprint
 from fieldapp.cli.secrets import STDIN, SecretInputError, check_new_passphrase, read_secret
 from fieldapp.cli.state import CliState, pass_state
-from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import (
     change_passphrase,
     create_home,
@@ -26,28 +27,37 @@ PASSPHRASE_FILE = click.option(
 )
 
 
-class NotYetSupported(FieldappError):
-    exit_code = ExitCode.USAGE
-
-
 @click.command("init")
 @click.option("--enroll", "enroll", metavar="FILE", help="HQ enrolment file to import.")
+@click.option(
+    "--hq-fingerprint",
+    metavar="DIGITS",
+    help="With --enroll: the HQ fingerprint HQ gave you; setup stops if the file's differs.",
+)
 @PASSPHRASE_FILE
 @pass_state
-def init_command(state: CliState, enroll: str | None, passphrase_file: str | None) -> None:
+def init_command(
+    state: CliState, enroll: str | None, hq_fingerprint: str | None, passphrase_file: str | None
+) -> None:
     """Create a new home: keys, encrypted store and a recovery code (shown once)."""
-    if enroll is not None:
-        raise NotYetSupported(
-            "Enrolment files are not supported by this version yet; run `fieldapp init` "
-            "without --enroll and enrol later."
-        )
+    # Imported here: synccommands imports this module's options.
+    from fieldapp.cli.synccommands import check_fingerprint, report_enrolment  # noqa: PLC0415
+    from sync.enrol import enrol, read_enrolment_file  # noqa: PLC0415
+
     home = state.resolve_home()
+    enrolment = None
+    if enroll is not None:  # verified before anything is created: a bad file changes nothing
+        enrolment, trust = read_enrolment_file(Path(enroll), state.clock())
+        shown = check_fingerprint(trust.root, hq_fingerprint)
     passphrase = check_new_passphrase(read_secret("New passphrase", passphrase_file, confirm=True))
     unlocked, code = create_home(home, passphrase, kdf=state.kdf, clock=state.clock)
     click.echo(f"Created a fieldapp home in {home.root}")
     click.echo("Recovery code (write it on paper now; it is shown only this once):")
     click.echo(f"  {code}")
     click.echo(f"Device fingerprint: {fingerprint(unlocked.device.public_key)}")
+    if enrolment is not None:
+        with FieldStore.open(unlocked, clock=state.clock) as store:
+            report_enrolment(enrol(store, enrolment, trust), shown)
 
 
 @click.group("keys")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from crypto.attachment import Encrypted, FileKey, decrypt_file, encrypt_file
+from crypto.attachment import Encrypted, FileEncryptor, FileKey, decrypt_file, encrypt_file
 from fieldapp.store.errors import AttachmentUnreadable, StoreIOError
 
 _NAME_BYTES = 16
@@ -128,3 +128,57 @@ def remove_orphans(folder: Path, referenced: set[str], *, older_than: float) -> 
                 entry.unlink()
                 removed += 1
     return removed
+
+
+class IncomingFile:
+    """An attachment arriving in pieces (from a bundle), encrypted as it is written.
+
+    Lands under a random name once ``finish()`` has fsynced it; ``abort()``
+    removes it whatever state it is in. Raises StoreIOError.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise StoreIOError
+        self.key = FileKey.generate()
+        self.stored_name = secrets.token_hex(_NAME_BYTES)
+        self._folder = folder
+        self._temp = folder / f".{self.stored_name}.tmp"
+        try:
+            fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise StoreIOError from e
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._encryptor = FileEncryptor(self._file, self.key)
+        self.result: Encrypted | None = None
+
+    def write(self, data: bytes, /) -> int:
+        try:
+            self._encryptor.write(data)
+        except OSError as e:
+            raise StoreIOError from e
+        return len(data)
+
+    def finish(self) -> None:
+        handle = self._file
+        if handle is None:
+            raise StoreIOError
+        try:
+            self.result = self._encryptor.finish()
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            self._file = None
+            self._temp.replace(self._folder / self.stored_name)
+            _fsync_dir(self._folder)
+        except OSError as e:
+            raise StoreIOError from e
+
+    def abort(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        for path in (self._temp, self._folder / self.stored_name):
+            with contextlib.suppress(OSError):
+                path.unlink()

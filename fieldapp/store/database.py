@@ -11,14 +11,14 @@ damaged first page that read fails, and we say so instead of going on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import sqlcipher3
 
 from fieldapp.store.errors import DatabaseDamaged, NewerSchema, UnsupportedDatabase
-from fieldapp.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fieldapp.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     # sqlcipher3 ships no type hints; its API is the standard library's sqlite3.
@@ -47,8 +47,10 @@ def _pragma(conn: Connection, text: str) -> object:
     return None if row is None else row[0]
 
 
-def open_database(path: Path, key: bytes) -> Connection:
+def open_database(path: Path, key: bytes, migrations: Sequence[str] = MIGRATIONS) -> Connection:
     """Open (creating if absent) the database at ``path`` under raw ``key``.
+
+    ``migrations`` is the schema: the monitor's by default, HQ's for an HQ home.
 
     Raises UnsupportedDatabase, DatabaseDamaged, NewerSchema.
     """
@@ -68,7 +70,7 @@ def open_database(path: Path, key: bytes) -> Connection:
         except DatabaseError as e:
             raise DatabaseDamaged from e
         _configure(conn)
-        _migrate(conn)
+        _migrate(conn, migrations)
     except BaseException:
         conn.close()
         raise
@@ -97,14 +99,14 @@ def _configure(conn: Connection) -> None:
     conn.execute("PRAGMA secure_delete = ON")
 
 
-def _migrate(conn: Connection) -> None:
+def _migrate(conn: Connection, migrations: Sequence[str]) -> None:
     current = _pragma(conn, "user_version")
     if not isinstance(current, int):
         raise DatabaseDamaged
-    if current > SCHEMA_VERSION:
+    if current > len(migrations):
         raise NewerSchema
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        step = MIGRATIONS[version - 1]
+    for version in range(current + 1, len(migrations) + 1):
+        step = migrations[version - 1]
         conn.executescript(f"BEGIN IMMEDIATE;\n{step}\nPRAGMA user_version = {version};\nCOMMIT;")
 
 

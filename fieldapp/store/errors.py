@@ -106,3 +106,16 @@ class SearchCancelled(StoreError):
 
     def __init__(self) -> None:
         super().__init__("The search was replaced by a newer one.")
+
+
+class WrongKindOfHome(StoreError):
+    """A monitor command was pointed at an HQ home, or the other way round."""
+
+    exit_code = ExitCode.USAGE
+
+
+def hq_home_refused() -> WrongKindOfHome:
+    return WrongKindOfHome(
+        "This is an HQ home, not a monitor's. Use `fieldapp hq ...` commands with it, "
+        "or choose the monitor's home with --home."
+    )

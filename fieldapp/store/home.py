@@ -1,7 +1,9 @@
 """Where a home lives and what it holds.
 
 A home is one folder (0700): the keyslot file, the sealed device key, the
-SQLCipher database with its WAL files, and the encrypted attachments. It is
+SQLCipher database with its WAL files, and the encrypted attachments; a
+monitor's also keeps its sealed outbox, and an HQ home holds the protection key
+(under its own secret) and the quarantine instead of a device key. It is
 chosen by ``--home``, else ``FIELDAPP_HOME``, else the platform's user data
 folder.
 """
@@ -36,6 +38,30 @@ class Home:
     @property
     def attachments(self) -> Path:
         return self.root / "attachments"
+
+    @property
+    def outbox(self) -> Path:
+        """Sealed bundles waiting to leave a monitor's device (ciphertext only)."""
+        return self.root / "outbox"
+
+    @property
+    def protection_keyslots(self) -> Path:
+        """HQ only: the keyslots of the protection key's own secret."""
+        return self.root / "protection-keyslots.json"
+
+    @property
+    def protection_key(self) -> Path:
+        """HQ only: the protection private key, sealed under its own secret."""
+        return self.root / "protection.key"
+
+    @property
+    def quarantine(self) -> Path:
+        """HQ only: bundles that failed a check, each beside a note of why."""
+        return self.root / "quarantine"
+
+    def is_hq(self) -> bool:
+        """An HQ home holds a protection key; a monitor's never does."""
+        return self.protection_keyslots.is_file()
 
     def database_files(self) -> tuple[Path, ...]:
         """The database and every side file SQLite may create beside it."""

@@ -125,6 +125,46 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE search;
     ALTER TABLE search_v4 RENAME TO search;
     """,
+    # 5: enrolment with HQ, and the sealed bundles built from the outbox. The HQ
+    # trust state and its clock floor are saved together (docs/statements.md).
+    """
+    CREATE TABLE enrolment (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        device_name     TEXT    NOT NULL,
+        enrolment_id    BLOB    NOT NULL,
+        secret          BLOB    NOT NULL,
+        hq_root         BLOB    NOT NULL,
+        trust_version   INTEGER NOT NULL,
+        box_key         BLOB    NOT NULL,
+        protection_key  BLOB    NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        root_expires_at INTEGER,
+        clock_floor     INTEGER NOT NULL,
+        relay           TEXT,
+        relay_pin       TEXT,
+        upload_token    TEXT,
+        enrolled_at     TEXT    NOT NULL
+    ) STRICT;
+    CREATE TABLE hq_statements (
+        version   INTEGER PRIMARY KEY,
+        statement BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE bundles (
+        bundle_id      BLOB    PRIMARY KEY,
+        file_name      TEXT    NOT NULL UNIQUE,
+        testimony_id   TEXT    NOT NULL REFERENCES testimonies (id),
+        seq            INTEGER NOT NULL,
+        size           INTEGER NOT NULL,
+        payload_sha256 BLOB    NOT NULL,
+        hq_key_id      BLOB    NOT NULL,
+        created_at     TEXT    NOT NULL,
+        exported_at    TEXT,
+        uploaded_at    TEXT,
+        confirmed_at   TEXT
+    ) STRICT;
+    CREATE INDEX bundles_by_testimony ON bundles (testimony_id);
+    ALTER TABLE attachments ADD COLUMN bundle_id BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

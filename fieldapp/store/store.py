@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 from crypto.attachment import Encrypted, FileKey
-from crypto.keys import DeviceVerifyKey
+from crypto.bundle import SealedBundle, seal_bundle
+from crypto.enrolment import binding_proof
+from crypto.keys import BoxPublicKey, DeviceVerifyKey
 from crypto.revisions import GENESIS, Revision, make_revision, revision_hash, verify_chain
 from fieldapp.domain import (
     AttachmentRef,
@@ -50,8 +52,10 @@ from fieldapp.store.errors import (
     SearchCancelled,
     StoreClosed,
 )
+from fieldapp.store.home import Home
 from fieldapp.store.records import HistoryEntry, StoredTestimony, Summary
-from fieldapp.store.textsearch import index_text, match_expression
+from fieldapp.store.syncbook import SyncBook
+from fieldapp.store.textsearch import match_expression, testimony_index_text
 from fieldapp.store.vault import Clock, Unlocked, utc_now
 
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
@@ -182,8 +186,20 @@ class FieldStore:
     # ------------------------------------------------------------ identity of this device
 
     @property
+    def home(self) -> Home:
+        return self._unlocked.home
+
+    @property
     def device_key(self) -> DeviceVerifyKey:
         return self._unlocked.device.public_key
+
+    def seal_bundle(self, src: BinaryIO, dst: BinaryIO, recipient: BoxPublicKey) -> SealedBundle:
+        """Seal ``src`` into ``dst`` as a bundle to HQ, signed with this device's key."""
+        return seal_bundle(src, dst, recipient=recipient, device=self._unlocked.device)
+
+    def binding_proof(self, secret: bytes) -> bytes:
+        """Proof for HQ that this device's key holds the enrolment secret."""
+        return binding_proof(secret, self.device_key)
 
     @functools.cached_property
     def recorded_by(self) -> str:
@@ -281,51 +297,72 @@ class FieldStore:
     ) -> StoredTestimony:
         now = self._now()
         with self._lock, transaction(self._connection()) as c:
-            seq, parent = self._head(c, record_id)
-            if (current is None) != (seq == 0):
-                raise DatabaseDamaged  # someone else created or removed this record under us
-            revision = make_revision(self._unlocked.device, record_id, seq + 1, parent, payload)
+            return self._append(c, record_id, current, testimony, payload, identity, stored, now)
+
+    def _append(
+        self,
+        c: Connection,
+        record_id: str,
+        current: StoredTestimony | None,
+        testimony: Testimony,
+        payload: bytes,
+        identity: ProtectedIdentity | None,
+        stored: list[files.StoredFile],
+        now: str,
+        *,
+        queue: bool = True,
+    ) -> StoredTestimony:
+        """Append one signed revision inside the caller's transaction.
+
+        ``queue=False`` is for sync bookkeeping (sent, confirmed by HQ): such a
+        revision travels with the next change, never on its own.
+        """
+        seq, parent = self._head(c, record_id)
+        if (current is None) != (seq == 0):
+            raise DatabaseDamaged  # someone else created or removed this record under us
+        revision = make_revision(self._unlocked.device, record_id, seq + 1, parent, payload)
+        c.execute(
+            "INSERT INTO revisions (testimony_id, seq, parent_hash, hash, device_key,"
+            " signature, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record_id,
+                revision.seq,
+                revision.parent_hash,
+                revision.hash,
+                revision.device.raw,
+                revision.signature,
+                payload,
+                now,
+            ),
+        )
+        created = now if current is None else current.created_at
+        self._write_current(c, record_id, revision.seq, testimony, created, now)
+        for s, ref in zip(stored, testimony.attachments[-len(stored) :], strict=False):
             c.execute(
-                "INSERT INTO revisions (testimony_id, seq, parent_hash, hash, device_key,"
-                " signature, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attachments (id, testimony_id, stored_name, filename,"
+                " media_type, size, sha256, file_key, stream_header, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    ref.attachment_id,
                     record_id,
-                    revision.seq,
-                    revision.parent_hash,
-                    revision.hash,
-                    revision.device.raw,
-                    revision.signature,
-                    payload,
+                    s.stored_name,
+                    s.filename,
+                    s.media_type,
+                    s.size,
+                    s.sha256,
+                    s.key.key,
+                    s.key.header,
                     now,
                 ),
             )
-            created = now if current is None else current.created_at
-            self._write_current(c, record_id, revision.seq, testimony, created, now)
-            for s, ref in zip(stored, testimony.attachments[-len(stored) :], strict=False):
-                c.execute(
-                    "INSERT INTO attachments (id, testimony_id, stored_name, filename,"
-                    " media_type, size, sha256, file_key, stream_header, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ref.attachment_id,
-                        record_id,
-                        s.stored_name,
-                        s.filename,
-                        s.media_type,
-                        s.size,
-                        s.sha256,
-                        s.key.key,
-                        s.key.header,
-                        now,
-                    ),
-                )
-            if identity is not None and testimony.witness_code is not None:
-                c.execute(
-                    "INSERT INTO witness_identities (witness_code, identity, updated_at)"
-                    " VALUES (?, ?, ?) ON CONFLICT (witness_code) DO UPDATE"
-                    " SET identity = excluded.identity, updated_at = excluded.updated_at",
-                    (testimony.witness_code, dump_canonical(identity_to_json(identity)), now),
-                )
+        if identity is not None and testimony.witness_code is not None:
+            c.execute(
+                "INSERT INTO witness_identities (witness_code, identity, updated_at)"
+                " VALUES (?, ?, ?) ON CONFLICT (witness_code) DO UPDATE"
+                " SET identity = excluded.identity, updated_at = excluded.updated_at",
+                (testimony.witness_code, dump_canonical(identity_to_json(identity)), now),
+            )
+        if queue:
             c.execute(
                 "INSERT INTO outbox (testimony_id, seq) VALUES (?, ?)"
                 " ON CONFLICT (testimony_id) DO UPDATE SET seq = excluded.seq",
@@ -384,20 +421,7 @@ class FieldStore:
         )
 
     def _index_body(self, t: Testimony) -> str:
-        labels = [self.vocabulary.get(code).label_in("en") for code in t.violations]
-        arabic = [self.vocabulary.get(code).label_in("ar") for code in t.violations]
-        places = [p.text for p in (t.taken_place, t.incident_place) if p is not None]
-        return index_text(
-            t.narrative,
-            *places,
-            *(f"{p.description} {p.affiliation}" for p in t.perpetrators),
-            *t.victims.descriptions,
-            *labels,
-            *arabic,
-            *t.violations,
-            t.witness_code or "",
-            *(a.filename for a in t.attachments),
-        )
+        return testimony_index_text(t, self.vocabulary)
 
     # ------------------------------------------------------------ reading
 
@@ -643,6 +667,11 @@ class FieldStore:
         return done
 
     # ------------------------------------------------------------ outbox
+
+    @functools.cached_property
+    def sync_book(self) -> SyncBook:
+        """Enrolment with HQ and the bundles built from the outbox."""
+        return SyncBook(self)
 
     def outbox(self) -> list[tuple[str, int]]:
         """(testimony id, newest unsent revision) for everything changed since the last sync."""

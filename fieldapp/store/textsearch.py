@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from fieldapp.domain import Testimony, Vocabulary
+
 # Quranic marks, harakat, superscript alef, tatweel.
 _ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
 _FOLD = str.maketrans(
@@ -71,3 +73,21 @@ def match_expression(query: str) -> str | None:
         term = _stem(word) or word
         terms.append('"' + term.replace('"', '""') + '"*')
     return " AND ".join(terms) if terms else None
+
+
+def testimony_index_text(t: Testimony, vocabulary: Vocabulary) -> str:
+    """What the search index holds for one testimony: its text, places, labels, names."""
+    labels = [vocabulary.get(code).label_in("en") for code in t.violations]
+    arabic = [vocabulary.get(code).label_in("ar") for code in t.violations]
+    places = [p.text for p in (t.taken_place, t.incident_place) if p is not None]
+    return index_text(
+        t.narrative,
+        *places,
+        *(f"{p.description} {p.affiliation}" for p in t.perpetrators),
+        *t.victims.descriptions,
+        *labels,
+        *arabic,
+        *t.violations,
+        t.witness_code or "",
+        *(a.filename for a in t.attachments),
+    )

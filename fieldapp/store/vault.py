@@ -24,7 +24,7 @@ from crypto.keyslot import SlotKind, add_slot, create_keyslots, replace_slot, un
 from crypto.recovery import generate_recovery_code
 from fieldapp.store.database import Connection, open_database, transaction
 from fieldapp.store.devicekey import load_device_key, save_device_key
-from fieldapp.store.errors import HomeExists, HomeMissing
+from fieldapp.store.errors import HomeExists, HomeMissing, hq_home_refused
 from fieldapp.store.home import Home
 
 Clock = Callable[[], datetime]
@@ -102,6 +102,8 @@ def unlock_home(home: Home, secret: str) -> Unlocked:
     """
     if not home.is_set_up():
         raise HomeMissing
+    if home.is_hq():
+        raise hq_home_refused()
     master, _ = unlock(load_keyslots(home.keyslots), secret)
     return Unlocked(home, master, load_device_key(home.device_key, master))
 

@@ -1,0 +1,826 @@
+"""HqArchive: HQ's encrypted store of keys, devices, bundles and imported testimony.
+
+Every bundle is imported in one SQLite transaction (its revisions, current
+state, attachments, sealed identities and receipt together), so a crash leaves
+a bundle fully imported or absent. Attachment files are written and fsynced
+before that transaction; a crash in between leaves only unreferenced
+ciphertext, removed the next time the archive opens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Self
+
+from crypto.attachment import Encrypted, FileKey
+from crypto.enrolment import Enrolment, check_binding, enrolment_secret, new_enrolment_id
+from crypto.keys import (
+    BoxPrivateKey,
+    DeviceVerifyKey,
+    ProtectionPublicKey,
+    RootSigningKey,
+    RootVerifyKey,
+)
+from crypto.receipts import Receipt, sign_receipt
+from crypto.revisions import Revision
+from crypto.statements import HqTrust, verify_hq_chain
+from fieldapp.domain import Testimony, Vocabulary, testimony_from_bytes
+from fieldapp.domain.errors import ValidationError
+from fieldapp.hq.errors import DeviceExists, DeviceNotFound, ImportRefused, Refusal
+from fieldapp.hq.vault import HqUnlocked
+from fieldapp.store import attachments as files
+from fieldapp.store.database import (
+    Connection,
+    DatabaseError,
+    IntegrityError,
+    integrity_problems,
+    transaction,
+)
+from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, RecordNotFound, StoreClosed
+from fieldapp.store.home import Home
+from fieldapp.store.textsearch import match_expression, testimony_index_text
+from fieldapp.store.vault import Clock, utc_now
+
+_ID_ALPHABET = frozenset("0123456789abcdefghjkmnpqrstvwxyz")
+MIN_PREFIX = 4
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    name: str
+    enrolment_id: bytes
+    enrolled_at: str
+    bound_at: str | None
+    revoked_at: str | None
+    keys: tuple[DeviceVerifyKey, ...]  # version order: the enrolled key first
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRevision:
+    revision: Revision
+    created_at: str  # the device's clock, informative
+    testimony: Testimony
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingAttachment:
+    attachment_id: str
+    size: int
+    sha256: bytes
+    stored_name: str
+    key: FileKey
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingBundle:
+    """A bundle that opened and verified on its own; the archive checks it against its state."""
+
+    bundle_id: bytes
+    payload_sha256: bytes
+    hq_key_id: bytes
+    size: int
+    device: DeviceVerifyKey
+    enrolment_id: bytes
+    binding: bytes
+    testimony_id: str
+    revisions: tuple[IncomingRevision, ...]
+    attachments: tuple[IncomingAttachment, ...]
+    identities: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    bundle_id: bytes
+    testimony_id: str
+    device_name: str
+    new_revisions: int
+    already_imported: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HqSummary:
+    id: str
+    seq: int
+    device_name: str
+    status: str
+    taken_at: str
+    incident: str
+    place: str
+    violations: tuple[str, ...]
+    witness_code: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class HqRevision:
+    """One revision as HQ holds it, with where it came from."""
+
+    seq: int
+    hash: bytes
+    parent_hash: bytes
+    device_key: DeviceVerifyKey
+    signature: bytes
+    payload: bytes
+    created_at: str
+    bundle_id: bytes
+    device_name: str
+    imported_at: str
+
+    def as_revision(self, record_id: str) -> Revision:
+        return Revision(
+            record_id=record_id,
+            seq=self.seq,
+            parent_hash=self.parent_hash,
+            hash=self.hash,
+            device=self.device_key,
+            signature=self.signature,
+            payload=self.payload,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HqAttachment:
+    id: str
+    testimony_id: str
+    size: int
+    sha256: bytes
+    bundle_id: bytes
+    imported_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRecord:
+    bundle_id: bytes
+    device_name: str
+    testimony_id: str
+    imported_at: str
+    receipt: bytes
+
+
+_SUMMARY = (
+    "t.id, t.seq, t.device_name, t.status, t.taken_at, t.incident_text, t.place,"
+    " t.violations, t.witness_code, t.updated_at"
+)
+
+
+def _summary(row: Any) -> HqSummary:
+    rid, seq, device, status, taken, incident, place, violations, witness, updated = row
+    return HqSummary(
+        rid,
+        seq,
+        device,
+        status,
+        taken,
+        incident,
+        place,
+        tuple(violations.split()),
+        witness,
+        updated,
+    )
+
+
+class HqArchive:
+    """HQ's archive. Open with ``HqArchive.open(unlocked)``; one call at a time."""
+
+    def __init__(
+        self, unlocked: HqUnlocked, conn: Connection, clock: Clock, vocabulary: Vocabulary
+    ) -> None:
+        self._unlocked = unlocked
+        self._conn = conn
+        self._clock = clock
+        self.vocabulary = vocabulary
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls, unlocked: HqUnlocked, *, clock: Clock = utc_now, vocabulary: Vocabulary | None = None
+    ) -> Self:
+        archive = cls(
+            unlocked, unlocked.open_database(), clock, vocabulary or Vocabulary.load_default()
+        )
+        archive.remove_orphaned_attachments()
+        return archive
+
+    @property
+    def home(self) -> Home:
+        return self._unlocked.home
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed
+            try:
+                return list(self._conn.execute(sql, args).fetchall())
+            except DatabaseError as e:
+                raise DatabaseDamaged from e
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._lock:
+            if self._closed:
+                raise StoreClosed
+            with transaction(self._conn) as c:
+                yield c
+
+    def _now(self) -> str:
+        return self._clock().astimezone().isoformat(timespec="seconds")
+
+    def remove_orphaned_attachments(self, *, grace_seconds: float = 3600) -> int:
+        """Delete attachment files a crashed import left behind (see attachments.remove_orphans)."""
+        names = {str(r[0]) for r in self._query("SELECT stored_name FROM attachments")}
+        return files.remove_orphans(
+            self._unlocked.home.attachments, names, older_than=time.time() - grace_seconds
+        )
+
+    def integrity_problems(self) -> list[str]:
+        with self._lock:
+            return integrity_problems(self._conn)
+
+    # ------------------------------------------------------------------ keys
+
+    def root_key(self) -> RootSigningKey:
+        rows = self._query(
+            "SELECT secret FROM root_keys WHERE retired_at IS NULL ORDER BY created_at DESC"
+        )
+        if not rows or rows[0][0] is None:
+            raise DatabaseDamaged
+        return RootSigningKey(bytes(rows[0][0]))
+
+    def root_public(self) -> RootVerifyKey:
+        return self.root_key().public_key
+
+    def box_keys(self) -> list[BoxPrivateKey]:
+        """The box keys that may open bundles: the current one first, then retired ones."""
+        rows = self._query(
+            "SELECT secret FROM box_keys WHERE secret IS NOT NULL"
+            " ORDER BY retired_at IS NOT NULL, created_at DESC LIMIT 64"
+        )
+        return [BoxPrivateKey(bytes(r[0])) for r in rows]
+
+    def box_key_rows(self) -> list[tuple[bytes, bytes, str, str | None, str | None]]:
+        """(key id, public, created, retired, destroyed) of every box key, newest first."""
+        return [
+            (bytes(k), bytes(p), str(c), r, d)
+            for k, p, c, r, d in self._query(
+                "SELECT key_id, public, created_at, retired_at, destroyed_at FROM box_keys"
+                " ORDER BY created_at DESC"
+            )
+        ]
+
+    def protection_public(self) -> ProtectionPublicKey:
+        rows = self._query("SELECT public FROM protection_keys ORDER BY created_at DESC LIMIT 1")
+        if not rows:
+            raise DatabaseDamaged
+        return ProtectionPublicKey(bytes(rows[0][0]))
+
+    def statements(self) -> list[bytes]:
+        """The HQ chain, version 1 first: what a device needs to trust the current keys."""
+        return [
+            bytes(r[0]) for r in self._query("SELECT statement FROM statements ORDER BY version")
+        ]
+
+    def trust(self) -> HqTrust:
+        """The state a device reaches by following HQ's own chain now (checks it is sound)."""
+        return verify_hq_chain(
+            HqTrust.anchor(self._first_root()), self.statements(), int(self._clock().timestamp())
+        )
+
+    def _first_root(self) -> RootVerifyKey:
+        rows = self._query("SELECT public FROM root_keys ORDER BY created_at LIMIT 1")
+        if not rows:
+            raise DatabaseDamaged
+        return RootVerifyKey(bytes(rows[0][0]))
+
+    def sign_receipt(self, receipt: Receipt) -> bytes:
+        return sign_receipt(self.root_key(), receipt)
+
+    # ------------------------------------------------------------------ devices
+
+    def new_enrolment(self, name: str, *, relay: str | None = None) -> Enrolment:
+        """A fresh enrolment for a device called ``name`` (not recorded yet)."""
+        if self._query("SELECT 1 FROM devices WHERE name = ?", (name,)):
+            raise DeviceExists
+        return Enrolment(
+            device_name=name,
+            enrolment_id=new_enrolment_id(),
+            secret=enrolment_secret(),
+            hq_root=self._first_root(),
+            hq_statements=tuple(self.statements()),
+            issued_at=int(self._clock().timestamp()),
+            relay=relay,
+        )
+
+    def record_enrolment(self, enrolment: Enrolment) -> None:
+        """Remember an enrolment HQ wrote out; its first bundle binds the device key."""
+        try:
+            with self._write() as c:
+                c.execute(
+                    "INSERT INTO devices (name, enrolment_id, secret, enrolled_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        enrolment.device_name,
+                        enrolment.enrolment_id,
+                        enrolment.secret,
+                        self._now(),
+                    ),
+                )
+        except IntegrityError as e:
+            raise DeviceExists from e
+
+    def _device_rows(self, where: str, args: Sequence[object]) -> list[DeviceRecord]:
+        rows = self._query(
+            "SELECT name, enrolment_id, enrolled_at, bound_at, revoked_at FROM devices"  # noqa: S608
+            f" {where} ORDER BY enrolled_at, name",
+            args,
+        )
+        out = []
+        for name, eid, enrolled, bound, revoked in rows:
+            keys = self._query(
+                "SELECT public FROM device_keys WHERE device_name = ? ORDER BY version", (name,)
+            )
+            out.append(
+                DeviceRecord(
+                    str(name),
+                    bytes(eid),
+                    str(enrolled),
+                    bound,
+                    revoked,
+                    tuple(DeviceVerifyKey(bytes(k[0])) for k in keys),
+                )
+            )
+        return out
+
+    def devices(self) -> list[DeviceRecord]:
+        return self._device_rows("", ())
+
+    def device(self, name: str) -> DeviceRecord:
+        found = self._device_rows("WHERE name = ?", (name,))
+        if not found:
+            raise DeviceNotFound
+        return found[0]
+
+    def device_for_key(self, key: DeviceVerifyKey) -> DeviceRecord | None:
+        rows = self._query("SELECT device_name FROM device_keys WHERE public = ?", (key.raw,))
+        return None if not rows else self.device(str(rows[0][0]))
+
+    def has_open_enrolments(self) -> bool:
+        """True while some enrolment has not yet bound a device key (and is not revoked)."""
+        rows = self._query(
+            "SELECT 1 FROM devices WHERE bound_at IS NULL AND revoked_at IS NULL LIMIT 1"
+        )
+        return bool(rows)
+
+    def revoke(self, name: str) -> DeviceRecord:
+        """Refuse every future bundle of this enrolment identity, whatever key it uses."""
+        with self._write() as c:
+            changed = c.execute(
+                "UPDATE devices SET revoked_at = coalesce(revoked_at, ?), secret = NULL"
+                " WHERE name = ?",
+                (self._now(), name),
+            ).rowcount
+        if not changed:
+            raise DeviceNotFound
+        return self.device(name)
+
+    # ------------------------------------------------------------------ import
+
+    def bundle(self, bundle_id: bytes) -> BundleRecord | None:
+        rows = self._query(
+            "SELECT device_name, testimony_id, imported_at, receipt FROM bundles"
+            " WHERE bundle_id = ?",
+            (bundle_id,),
+        )
+        if not rows:
+            return None
+        device, tid, imported, receipt = rows[0]
+        return BundleRecord(bundle_id, str(device), str(tid), str(imported), bytes(receipt))
+
+    def commit(self, incoming: IncomingBundle) -> ImportResult:
+        """Import a verified bundle in one transaction, or refuse it whole (ImportRefused).
+
+        Importing a bundle that is already here changes nothing.
+        """
+        now = self._now()
+        imported_at = int(self._clock().timestamp())
+        with self._write() as c:
+            known = self._known_bundle(c, incoming)
+            if known is not None:
+                return known
+            device_name = self._bind_device(c, incoming, now)
+            receipt = sign_receipt(
+                self.root_key(),
+                Receipt(incoming.bundle_id, incoming.payload_sha256, imported_at),
+            )
+            c.execute(
+                "INSERT INTO bundles (bundle_id, device_name, testimony_id, payload_sha256,"
+                " hq_key_id, size, imported_at, receipt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    incoming.bundle_id,
+                    device_name,
+                    incoming.testimony_id,
+                    incoming.payload_sha256,
+                    incoming.hq_key_id,
+                    incoming.size,
+                    now,
+                    receipt,
+                ),
+            )
+            new = self._add_revisions(c, incoming, device_name, now)
+            self._add_attachments(c, incoming, now)
+            for code, sealed in incoming.identities:
+                c.execute(
+                    "INSERT INTO identities (witness_code, bundle_id, sealed, imported_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (code, incoming.bundle_id, sealed, now),
+                )
+            return ImportResult(
+                incoming.bundle_id, incoming.testimony_id, device_name, new, already_imported=False
+            )
+
+    def _known_bundle(self, c: Connection, incoming: IncomingBundle) -> ImportResult | None:
+        row = c.execute(
+            "SELECT payload_sha256, device_name FROM bundles WHERE bundle_id = ?",
+            (incoming.bundle_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        if bytes(row[0]) != incoming.payload_sha256:
+            raise ImportRefused(
+                Refusal.CONFLICT, "A different bundle with the same id was already imported."
+            )
+        return ImportResult(
+            incoming.bundle_id, incoming.testimony_id, str(row[1]), 0, already_imported=True
+        )
+
+    def _bind_device(self, c: Connection, incoming: IncomingBundle, now: str) -> str:
+        row = c.execute(
+            "SELECT name, secret, revoked_at, bound_at FROM devices WHERE enrolment_id = ?",
+            (incoming.enrolment_id,),
+        ).fetchone()
+        owner = c.execute(
+            "SELECT device_name FROM device_keys WHERE public = ?", (incoming.device.raw,)
+        ).fetchone()
+        if row is None:
+            raise ImportRefused(
+                Refusal.UNKNOWN_DEVICE, "The bundle names an enrolment this HQ never issued."
+            )
+        name, secret, revoked, bound = row
+        if revoked is not None:
+            raise ImportRefused(
+                Refusal.REVOKED_DEVICE, f"Device {name!r} is revoked; its bundles are refused."
+            )
+        if owner is not None:
+            if str(owner[0]) != name:
+                raise ImportRefused(
+                    Refusal.ENROLMENT, "The bundle's enrolment does not match its signing device."
+                )
+            return str(name)
+        if bound is not None or secret is None:
+            raise ImportRefused(
+                Refusal.ENROLMENT,
+                f"The enrolment of {name!r} was already used by another device key.",
+            )
+        if not check_binding(bytes(secret), incoming.device, incoming.binding):
+            raise ImportRefused(Refusal.ENROLMENT, "The bundle's enrolment proof does not verify.")
+        c.execute(
+            "INSERT INTO device_keys (public, device_name, version, added_at) VALUES (?, ?, 0, ?)",
+            (incoming.device.raw, name, now),
+        )
+        # One-time: once bound, the secret can bind nothing else.
+        c.execute("UPDATE devices SET bound_at = ?, secret = NULL WHERE name = ?", (now, name))
+        return str(name)
+
+    def _add_revisions(
+        self, c: Connection, incoming: IncomingBundle, device_name: str, now: str
+    ) -> int:
+        tid = incoming.testimony_id
+        owner = c.execute("SELECT device_name FROM testimonies WHERE id = ?", (tid,)).fetchone()
+        if owner is not None and str(owner[0]) != device_name:
+            raise ImportRefused(
+                Refusal.CONFLICT, "The bundle's testimony id belongs to another device."
+            )
+        device_keys = {
+            bytes(r[0])
+            for r in c.execute(
+                "SELECT public FROM device_keys WHERE device_name = ?", (device_name,)
+            )
+        }
+        held = {
+            int(seq): bytes(digest)
+            for seq, digest in c.execute(
+                "SELECT seq, hash FROM revisions WHERE testimony_id = ?", (tid,)
+            )
+        }
+        new = 0
+        for item in incoming.revisions:
+            r = item.revision
+            if r.device.raw not in device_keys:
+                raise ImportRefused(
+                    Refusal.REVISIONS, f"Revision {r.seq} is signed by a key of another device."
+                )
+            if r.seq in held:
+                if held[r.seq] != r.hash:
+                    raise ImportRefused(
+                        Refusal.CONFLICT,
+                        f"Revision {r.seq} differs from the one HQ already holds.",
+                    )
+                continue
+            c.execute(
+                "INSERT INTO revisions (testimony_id, seq, parent_hash, hash, device_key,"
+                " signature, payload, created_at, bundle_id, device_name, imported_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tid,
+                    r.seq,
+                    r.parent_hash,
+                    r.hash,
+                    r.device.raw,
+                    r.signature,
+                    r.payload,
+                    item.created_at,
+                    incoming.bundle_id,
+                    device_name,
+                    now,
+                ),
+            )
+            new += 1
+        latest = incoming.revisions[-1]
+        head = max(held) if held else 0
+        if latest.revision.seq > head:
+            self._write_current(c, tid, latest, device_name, now, first=owner is None)
+        return new
+
+    def _write_current(
+        self,
+        c: Connection,
+        tid: str,
+        latest: IncomingRevision,
+        device_name: str,
+        now: str,
+        *,
+        first: bool,
+    ) -> None:
+        t = latest.testimony
+        old = c.execute("SELECT search_rowid FROM testimonies WHERE id = ?", (tid,)).fetchone()
+        if old is not None and old[0] is not None:
+            c.execute("DELETE FROM search WHERE rowid = ?", (old[0],))
+        rowid = c.execute(
+            "INSERT INTO search (testimony_id, body) VALUES (?, ?)",
+            (tid, testimony_index_text(t, self.vocabulary)),
+        ).lastrowid
+        values = (
+            latest.revision.seq,
+            device_name,
+            t.status.value,
+            t.taken_at.isoformat(timespec="minutes"),
+            "" if t.incident_date is None else str(t.incident_date),
+            (t.incident_place or t.taken_place).text,
+            " ".join(t.violations),
+            t.witness_code,
+            now,
+            rowid,
+        )
+        if first:
+            c.execute(
+                "INSERT INTO testimonies (seq, device_name, status, taken_at, incident_text,"
+                " place, violations, witness_code, updated_at, search_rowid, id, first_imported)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, tid, now),
+            )
+        else:
+            c.execute(
+                "UPDATE testimonies SET seq = ?, device_name = ?, status = ?, taken_at = ?,"
+                " incident_text = ?, place = ?, violations = ?, witness_code = ?,"
+                " updated_at = ?, search_rowid = ? WHERE id = ?",
+                (*values, tid),
+            )
+
+    def _add_attachments(self, c: Connection, incoming: IncomingBundle, now: str) -> None:
+        for a in incoming.attachments:
+            row = c.execute(
+                "SELECT testimony_id, sha256 FROM attachments WHERE id = ?", (a.attachment_id,)
+            ).fetchone()
+            if row is not None:
+                if str(row[0]) != incoming.testimony_id or bytes(row[1]) != a.sha256:
+                    raise ImportRefused(
+                        Refusal.CONFLICT, "An attachment differs from the one HQ already holds."
+                    )
+                continue  # sent again in a rebuilt bundle: the first copy stays
+            c.execute(
+                "INSERT INTO attachments (id, testimony_id, size, sha256, stored_name, file_key,"
+                " stream_header, bundle_id, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    a.attachment_id,
+                    incoming.testimony_id,
+                    a.size,
+                    a.sha256,
+                    a.stored_name,
+                    a.key.key,
+                    a.key.header,
+                    incoming.bundle_id,
+                    now,
+                ),
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def resolve_id(self, text: str) -> str:
+        prefix = text.strip().lower()
+        if len(prefix) < MIN_PREFIX or not set(prefix) <= _ID_ALPHABET:
+            raise RecordNotFound
+        rows = self._query(
+            "SELECT id FROM testimonies WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+            (prefix, prefix + "~"),
+        )
+        if not rows:
+            raise RecordNotFound
+        if len(rows) > 1 and str(rows[0][0]) != prefix:
+            raise AmbiguousId
+        return str(rows[0][0])
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM testimonies")[0][0])
+
+    def summaries(self, *, limit: int = 1000, offset: int = 0) -> list[HqSummary]:
+        rows = self._query(
+            f"SELECT {_SUMMARY} FROM testimonies t"  # noqa: S608 -- fixed text
+            " ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_summary(r) for r in rows]
+
+    def all_ids(self) -> list[str]:
+        return [str(r[0]) for r in self._query("SELECT id FROM testimonies ORDER BY id")]
+
+    def search(self, query: str, *, limit: int = 100) -> list[HqSummary]:
+        expression = match_expression(query)
+        if expression is None:
+            return []
+        rows = self._query(
+            f"SELECT {_SUMMARY} FROM (SELECT rowid, bm25(search) AS score FROM search"  # noqa: S608
+            " WHERE search MATCH ?) s JOIN testimonies t ON t.search_rowid = s.rowid"
+            " ORDER BY s.score, t.id LIMIT ?",
+            (expression, limit),
+        )
+        return [_summary(r) for r in rows]
+
+    def summary(self, record_id: str) -> HqSummary:
+        rid = self.resolve_id(record_id)
+        rows = self._query(f"SELECT {_SUMMARY} FROM testimonies t WHERE t.id = ?", (rid,))  # noqa: S608
+        if not rows:
+            raise RecordNotFound
+        return _summary(rows[0])
+
+    def history(self, record_id: str) -> list[HqRevision]:
+        rid = self.resolve_id(record_id)
+        rows = self._query(
+            "SELECT seq, hash, parent_hash, device_key, signature, payload, created_at,"
+            " bundle_id, device_name, imported_at FROM revisions WHERE testimony_id = ?"
+            " ORDER BY seq",
+            (rid,),
+        )
+        out = []
+        for seq, digest, parent, key, sig, payload, created, bundle, device, imported in rows:
+            try:
+                device_key = DeviceVerifyKey(bytes(key))
+            except ValueError as e:
+                raise DatabaseDamaged from e
+            out.append(
+                HqRevision(
+                    int(seq),
+                    bytes(digest),
+                    bytes(parent),
+                    device_key,
+                    bytes(sig),
+                    bytes(payload),
+                    str(created),
+                    bytes(bundle),
+                    str(device),
+                    str(imported),
+                )
+            )
+        return out
+
+    def testimony(self, record_id: str) -> tuple[str, Testimony]:
+        """The current state of a testimony: (full id, testimony)."""
+        revisions = self.history(record_id)
+        if not revisions:
+            raise RecordNotFound
+        return self.resolve_id(record_id), decode_testimony(revisions[-1].payload)
+
+    def attachments(self, record_id: str) -> list[HqAttachment]:
+        rid = self.resolve_id(record_id)
+        return [
+            HqAttachment(str(i), str(t), int(s), bytes(h), bytes(b), str(at))
+            for i, t, s, h, b, at in self._query(
+                "SELECT id, testimony_id, size, sha256, bundle_id, imported_at FROM attachments"
+                " WHERE testimony_id = ? ORDER BY imported_at, id",
+                (rid,),
+            )
+        ]
+
+    def attachments_by_ids(self, ids: Sequence[str]) -> list[HqAttachment]:
+        out = []
+        for aid in ids:
+            out += [
+                HqAttachment(str(i), str(t), int(s), bytes(h), bytes(b), str(at))
+                for i, t, s, h, b, at in self._query(
+                    "SELECT id, testimony_id, size, sha256, bundle_id, imported_at"
+                    " FROM attachments WHERE id = ?",
+                    (aid,),
+                )
+            ]
+        return out
+
+    def read_attachment(self, attachment_id: str, dst: BinaryIO) -> Encrypted:
+        """Decrypt an attachment into ``dst``; the caller compares its SHA-256."""
+        rows = self._query(
+            "SELECT stored_name, file_key, stream_header FROM attachments WHERE id = ?",
+            (attachment_id,),
+        )
+        if not rows:
+            raise RecordNotFound
+        name, key, header = rows[0]
+        return files.read_file(
+            self._unlocked.home.attachments, str(name), FileKey(bytes(key), bytes(header)), dst
+        )
+
+    def stored_names(self, attachment_ids: set[str]) -> dict[str, str]:
+        """The file name each of these attachments is stored under, if HQ holds it."""
+        out = {}
+        for aid in attachment_ids:
+            rows = self._query("SELECT stored_name FROM attachments WHERE id = ?", (aid,))
+            if rows:
+                out[aid] = str(rows[0][0])
+        return out
+
+    def sealed_identities(self, witness_code: str) -> list[bytes]:
+        """The identity envelopes received for a witness code, newest first."""
+        return [
+            bytes(r[0])
+            for r in self._query(
+                "SELECT sealed FROM identities WHERE witness_code = ?"
+                " ORDER BY imported_at DESC, rowid DESC",
+                (witness_code,),
+            )
+        ]
+
+    def bundles_of(self, record_id: str) -> list[BundleRecord]:
+        rid = self.resolve_id(record_id)
+        return [
+            BundleRecord(bytes(b), str(d), rid, str(at), bytes(r))
+            for b, d, at, r in self._query(
+                "SELECT bundle_id, device_name, imported_at, receipt FROM bundles"
+                " WHERE testimony_id = ? ORDER BY imported_at, rowid",
+                (rid,),
+            )
+        ]
+
+    # ------------------------------------------------------------------ receipts
+
+    def receipts(self, *, include_exported: bool = False) -> list[tuple[bytes, bytes]]:
+        """(bundle id, signed receipt) for bundles whose receipt has not left HQ yet."""
+        where = "" if include_exported else "WHERE receipt_exported_at IS NULL"
+        return [
+            (bytes(b), bytes(r))
+            for b, r in self._query(
+                f"SELECT bundle_id, receipt FROM bundles {where} ORDER BY rowid"  # noqa: S608
+            )
+        ]
+
+    def mark_receipts_exported(self, bundle_ids: Sequence[bytes]) -> None:
+        now = self._now()
+        with self._write() as c:
+            c.executemany(
+                "UPDATE bundles SET receipt_exported_at = coalesce(receipt_exported_at, ?)"
+                " WHERE bundle_id = ?",
+                [(now, b) for b in bundle_ids],
+            )
+
+
+def decode_testimony(payload: bytes) -> Testimony:
+    try:
+        return testimony_from_bytes(payload)
+    except ValidationError as e:
+        raise DatabaseDamaged from e

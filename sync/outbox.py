@@ -1,0 +1,154 @@
+"""Building sealed bundles from a monitor's outbox.
+
+One bundle per ready testimony: its whole revision chain (so HQ can verify it
+whatever arrived before), the attachments no earlier bundle carried, and the
+witness identity sealed separately to HQ's protection key. The bundle is
+sealed to HQ's current box key straight into the home's outbox folder, fsynced
+and renamed into place; only then is it recorded and the testimony marked
+sent (fieldapp/store/syncbook.py). Building again after a crash never
+duplicates anything at HQ: revisions and attachments are imported by identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from crypto.keyfile import ensure_private_dir
+from crypto.sealed import seal_to_protection
+from fieldapp.domain import dump_canonical, identity_to_json
+from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.store.store import FieldStore
+from fieldapp.store.syncbook import BundleMaterial, EnrolmentState, OutgoingBundle
+from fieldapp.transfer import NotEnrolled
+from sync.files import fsync_folder
+from sync.payload import AttachmentEntry, IdentityEntry, Manifest, PayloadSource, RevisionEntry
+
+BUNDLE_SUFFIX = ".fabundle"
+
+
+class HqKeysExpired(FieldappError):
+    exit_code = ExitCode.KEYS
+
+    def __init__(self) -> None:
+        super().__init__(
+            "HQ's keys on this device have expired, so nothing new is sealed (HQ may have "
+            "replaced them). Testimony stays safe here; get fresh HQ keys by syncing."
+        )
+
+
+def usable_enrolment(store: FieldStore, now: datetime) -> EnrolmentState:
+    """The enrolment, if its HQ keys may be sealed to now (clock floor applied)."""
+    state = store.sync_book.enrolment()
+    if state is None:
+        raise NotEnrolled
+    moment = max(int(now.timestamp()), state.clock_floor)
+    if state.trust.is_expired(moment) or state.trust.box is None:
+        raise HqKeysExpired
+    return state
+
+
+def manifest_for(
+    store: FieldStore, state: EnrolmentState, material: BundleMaterial, now: datetime
+) -> Manifest:
+    identities: tuple[IdentityEntry, ...] = ()
+    if material.identity is not None and material.witness_code is not None:
+        if state.trust.protection is None:
+            raise HqKeysExpired
+        inner = dump_canonical(
+            {"witness_code": material.witness_code, "identity": identity_to_json(material.identity)}
+        )
+        identities = (
+            IdentityEntry(material.witness_code, seal_to_protection(state.trust.protection, inner)),
+        )
+    return Manifest(
+        testimony_id=material.testimony_id,
+        created_at=now.isoformat(timespec="seconds"),
+        enrolment_id=state.enrolment_id,
+        binding=store.binding_proof(state.secret),
+        revisions=tuple(
+            RevisionEntry(
+                seq=r.seq,
+                parent_hash=r.parent_hash,
+                hash=r.hash,
+                device_key=r.device.raw,
+                signature=r.signature,
+                payload=r.payload,
+                created_at=created,
+            )
+            for r, created in material.revisions
+        ),
+        attachments=tuple(AttachmentEntry(a, size, sha) for a, size, sha in material.attachments),
+        identities=identities,
+    )
+
+
+def remove_unrecorded(store: FieldStore) -> int:
+    """Delete outbox files no bundle record names: a build interrupted before it was recorded."""
+    folder = store.home.outbox
+    if not folder.is_dir():
+        return 0
+    recorded = {b.file_name for b in store.sync_book.bundles()}
+    removed = 0
+    for entry in os.scandir(folder):
+        if entry.name not in recorded and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                Path(entry.path).unlink()
+                removed += 1
+    return removed
+
+
+def build_one(
+    store: FieldStore, state: EnrolmentState, record_id: str, now: datetime
+) -> OutgoingBundle:
+    material = store.sync_book.material(record_id)
+    manifest = manifest_for(store, state, material, now)
+    folder = store.home.outbox
+    name = secrets.token_hex(16) + BUNDLE_SUFFIX
+    temp = folder / f".{name}.tmp"
+    source = io.BufferedReader(
+        PayloadSource(manifest, lambda e: store.sync_book.open_attachment(e.id))
+    )
+    box = state.trust.box
+    if box is None:
+        raise HqKeysExpired
+    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w+b") as dst:
+            sealed = store.seal_bundle(source, dst, box)
+            dst.flush()
+            os.fsync(dst.fileno())
+        temp.replace(folder / name)
+        fsync_folder(folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    store.sync_book.record(material, sealed, name, [a.id for a in manifest.attachments])
+    return next(b for b in store.sync_book.bundles() if b.bundle_id == sealed.bundle_id)
+
+
+def build_bundles(
+    store: FieldStore,
+    now: datetime,
+    progress: Callable[[int, int], None] = lambda _done, _total: None,
+) -> list[OutgoingBundle]:
+    """Seal a bundle for every ready testimony in the outbox; returns the new bundles."""
+    state = usable_enrolment(store, now)
+    ensure_private_dir(store.home.outbox)
+    remove_unrecorded(store)
+    ready = store.sync_book.ready()
+    built = []
+    for index, record_id in enumerate(ready):
+        built.append(build_one(store, state, record_id, now))
+        progress(index + 1, len(ready))
+    return built
+
+
+def outbox_path(store: FieldStore, bundle: OutgoingBundle) -> Path:
+    return store.home.outbox / bundle.file_name

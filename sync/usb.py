@@ -1,0 +1,160 @@
+"""Carrying bundles and receipts by USB stick (or any folder).
+
+On the stick a bundle is named by a fresh random id and nothing else: the
+name says nothing about the device, the testimony or the time. Receipts travel
+back as one file per export, each receipt 144 bytes (crypto/receipts.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from crypto.errors import ReceiptError
+from crypto.receipts import RECEIPT_BYTES, Receipt, verify_receipt
+from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.hq.archive import HqArchive
+from fieldapp.store.records import Summary
+from fieldapp.store.store import FieldStore
+from fieldapp.store.vault import Clock, utc_now
+from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
+from sync.files import checked_folder, open_regular, read_blocks, regular_files, write_new
+from sync.outbox import BUNDLE_SUFFIX, build_bundles, outbox_path
+
+RECEIPTS_SUFFIX = ".fareceipts"
+MAX_RECEIPTS_PER_FILE = 1_000_000
+
+
+class ReceiptsRefused(FieldappError):
+    exit_code = ExitCode.DATA
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReport:
+    files: int
+    receipts: int
+    confirmed: int
+
+
+def export_bundles(
+    store: FieldStore,
+    folder: Path,
+    *,
+    now: datetime,
+    again: bool = False,
+    progress: ProgressCallback = lambda _p: None,
+) -> TransferResult:
+    """Seal what is ready, then copy every bundle not yet exported into ``folder``.
+
+    With ``again``, every bundle HQ has not confirmed is copied, even if it was
+    exported before (the first stick was lost). Raises NotEnrolled,
+    HqKeysExpired, UnsafeFolder, StoreIOError.
+    """
+    checked_folder(folder)
+    build_bundles(store, now)
+    pending = [
+        b
+        for b in store.sync_book.bundles(unconfirmed_only=True)
+        if again or (b.exported_at is None and b.uploaded_at is None)
+    ]
+    total = sum(b.size for b in pending)
+    done = 0
+    for bundle in pending:
+        with open_regular(outbox_path(store, bundle)) as src:
+            done += write_new(folder, secrets.token_hex(16) + BUNDLE_SUFFIX, read_blocks(src))
+        store.sync_book.mark_exported([bundle.bundle_id])
+        progress(Progress("usb", done, total))
+    return TransferResult(
+        bundles=len(pending),
+        bytes=done,
+        destination=str(folder),
+        finished_at=now.isoformat(timespec="seconds"),
+    )
+
+
+def _read_receipt_file(path: Path) -> list[bytes]:
+    with open_regular(path) as src:
+        data = src.read(RECEIPT_BYTES * MAX_RECEIPTS_PER_FILE + 1)
+    if not data or len(data) % RECEIPT_BYTES or len(data) > RECEIPT_BYTES * MAX_RECEIPTS_PER_FILE:
+        raise ReceiptsRefused(
+            f"{path.name!r} is not a receipts file from HQ (wrong size); nothing was applied."
+        )
+    return [data[i : i + RECEIPT_BYTES] for i in range(0, len(data), RECEIPT_BYTES)]
+
+
+def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
+    """Apply every valid receipt file in ``folder``; refuse a file with any bad receipt.
+
+    A receipt confirms a bundle only if it is signed by the HQ root this device
+    enrolled with and names a bundle this device built, with the same payload
+    hash. Raises NotEnrolled, ReceiptsRefused (after applying the good files).
+    """
+    state = store.sync_book.enrolment()
+    if state is None:
+        raise NotEnrolled
+    checked_folder(folder)
+    files = regular_files(folder, RECEIPTS_SUFFIX)
+    checked: list[Receipt] = []
+    refused: list[str] = []
+    for path in files:
+        try:
+            checked.extend(verify_receipt(r, [state.hq_root]) for r in _read_receipt_file(path))
+        except ReceiptError:
+            refused.append(path.name)
+        except ReceiptsRefused:
+            refused.append(path.name)
+    confirmed = sum(
+        store.sync_book.confirm(r.bundle_id, r.payload_sha256) is not None for r in checked
+    )
+    if refused:
+        raise ReceiptsRefused(
+            f"{len(refused)} receipts file(s) did not verify against HQ's key and were not "
+            f"applied ({confirmed} testimonies confirmed from the others)."
+        )
+    return ReceiptReport(len(files), len(checked), confirmed)
+
+
+def export_receipts(archive: HqArchive, folder: Path, *, include_exported: bool = False) -> int:
+    """Write HQ's receipts not yet carried out into one new file in ``folder``."""
+    checked_folder(folder)
+    receipts = archive.receipts(include_exported=include_exported)
+    if not receipts:
+        return 0
+    write_new(folder, secrets.token_hex(16) + RECEIPTS_SUFFIX, [r for _, r in receipts])
+    archive.mark_receipts_exported([b for b, _ in receipts])
+    return len(receipts)
+
+
+class UsbTransfers:
+    """``Transfers`` for the TUI's sync screen: export to a folder; no network yet."""
+
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
+        self._last: TransferResult | None = None
+
+    def queued(self, store: FieldStore) -> list[Summary]:
+        wanted = {rid for rid, _ in store.outbox()}
+        return store.summaries(wanted)
+
+    def last_result(self) -> TransferResult | None:
+        return self._last
+
+    def export(self, store: FieldStore, folder: Path, progress: ProgressCallback) -> TransferResult:
+        self._last = export_bundles(store, folder, now=self._clock(), progress=progress)
+        return self._last
+
+    def push(self, store: FieldStore, progress: ProgressCallback) -> TransferResult:
+        del store, progress
+        raise NetworkNotAvailable
+
+
+class NetworkNotAvailable(FieldappError):
+    exit_code = ExitCode.NETWORK
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Sending over the network is not available in this version; export to a "
+            "USB stick instead."
+        )
