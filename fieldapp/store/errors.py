@@ -119,3 +119,15 @@ def hq_home_refused() -> WrongKindOfHome:
         "This is an HQ home, not a monitor's. Use `fieldapp hq ...` commands with it, "
         "or choose the monitor's home with --home."
     )
+
+
+class RecordPurged(StoreError):
+    """The testimony's content was removed from this device after HQ confirmed it."""
+
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "HQ confirmed this testimony and its content was removed from this device, "
+            "as the remove-confirmed setting asks; HQ holds it."
+        )

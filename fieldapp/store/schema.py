@@ -165,6 +165,27 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX bundles_by_testimony ON bundles (testimony_id);
     ALTER TABLE attachments ADD COLUMN bundle_id BLOB;
     """,
+    # 6: removing a testimony's content once HQ confirmed it (an optional setting).
+    # Its revisions stay, hash, chain and signature intact, with the payload
+    # emptied: the only change to a revision ever allowed, and only once the
+    # testimony is listed in `purged`.
+    """
+    CREATE TABLE purged (
+        testimony_id TEXT PRIMARY KEY REFERENCES testimonies (id),
+        purged_at    TEXT NOT NULL
+    ) STRICT;
+    DROP TRIGGER revisions_append_only_update;
+    CREATE TRIGGER revisions_append_only_update BEFORE UPDATE ON revisions
+    WHEN NOT (
+        EXISTS (SELECT 1 FROM purged WHERE testimony_id = old.testimony_id)
+        AND new.payload = X''
+        AND new.testimony_id IS old.testimony_id AND new.seq IS old.seq
+        AND new.parent_hash IS old.parent_hash AND new.hash IS old.hash
+        AND new.device_key IS old.device_key AND new.signature IS old.signature
+        AND new.created_at IS old.created_at
+    )
+    BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

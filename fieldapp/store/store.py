@@ -43,12 +43,14 @@ from fieldapp.domain import (
 )
 from fieldapp.domain.codec import load_strict
 from fieldapp.store import attachments as files
+from fieldapp.store import purge
 from fieldapp.store.database import Connection, DatabaseError, integrity_problems, transaction
 from fieldapp.store.errors import (
     AmbiguousId,
     DatabaseDamaged,
     HomeMissing,
     RecordNotFound,
+    RecordPurged,
     SearchCancelled,
     StoreClosed,
 )
@@ -449,8 +451,36 @@ class FieldStore:
             raise AmbiguousId
         return str(rows[0][0])
 
-    def get(self, record_id: str) -> StoredTestimony:
+    @property
+    def remove_confirmed(self) -> bool:
+        """The setting: remove content once HQ confirms it (see store/purge.py)."""
+        with self._lock:
+            return purge.is_enabled(self._connection())
+
+    def set_remove_confirmed(self, enabled: bool) -> None:
+        with self._lock, transaction(self._connection()) as c:
+            purge.set_enabled(c, enabled)
+
+    def purge_confirmed(self, c: Connection, record_id: str, now: str) -> list[str]:
+        """Inside the caller's transaction: empty a confirmed testimony (see purge.py)."""
+        return purge.purge_content(c, record_id, now)
+
+    def remove_attachment_files(self, stored_names: Iterable[str]) -> None:
+        for name in stored_names:
+            files.remove_file(self._unlocked.home.attachments, name)
+
+    def is_purged(self, record_id: str) -> bool:
+        """True once the testimony's content was removed after HQ confirmed it."""
+        return bool(self._query("SELECT 1 FROM purged WHERE testimony_id = ?", (record_id,)))
+
+    def _resolve_kept(self, record_id: str) -> str:
         rid = self.resolve_id(record_id)
+        if self.is_purged(rid):
+            raise RecordPurged
+        return rid
+
+    def get(self, record_id: str) -> StoredTestimony:
+        rid = self._resolve_kept(record_id)
         rows = self._query(
             "SELECT t.seq, t.created_at, t.updated_at, r.payload, r.parent_hash, r.hash"
             " FROM testimonies t JOIN revisions r ON r.testimony_id = t.id AND r.seq = t.seq"
@@ -586,7 +616,7 @@ class FieldStore:
                 self._conn.interrupt()
 
     def revisions(self, record_id: str) -> list[Revision]:
-        rid = self.resolve_id(record_id)
+        rid = self._resolve_kept(record_id)
         rows = self._query(
             "SELECT seq, parent_hash, hash, device_key, signature, payload FROM revisions"
             " WHERE testimony_id = ? ORDER BY seq",
@@ -640,7 +670,13 @@ class FieldStore:
 
     def verify_all(self) -> int:
         """Verify every testimony's revision chain; returns how many. Raises RevisionError."""
-        ids = [str(r[0]) for r in self._query("SELECT id FROM testimonies ORDER BY id")]
+        ids = [
+            str(r[0])
+            for r in self._query(
+                "SELECT id FROM testimonies WHERE id NOT IN (SELECT testimony_id FROM purged)"
+                " ORDER BY id"
+            )
+        ]
         for rid in ids:
             verify_chain(self.revisions(rid), rid)
         return len(ids)
