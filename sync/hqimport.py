@@ -2,7 +2,8 @@
 
 For each bundle file, in order, stopping at the first failure:
 
-1. it is a regular file reached without following a symlink;
+1. it is a regular file reached without following a symlink (nor waiting on a
+   FIFO); in a folder, only ``*.fabundle`` files are taken;
 2. the envelope opens with one of HQ's box keys and its device signature
    verifies (crypto/bundle.py); the device is asked about before any payload is
    decrypted: a known key of a revoked device is refused there;
@@ -10,10 +11,13 @@ For each bundle file, in order, stopping at the first failure:
    declared size and SHA-256; attachments are encrypted into the archive as
    they stream, and removed again if anything later fails;
 4. every revision verifies: the hash chain from the genesis, each signature,
-   each payload is a valid testimony recorded by its signing key;
-   attachments and identities belong to the testimony;
+   each payload is a testimony recorded by its signing key that passes the
+   same validation the device applied (HQ's vocabulary included); an
+   attachment keeps its size and hash across revisions; attachments and
+   identities belong to the testimony;
 5. the archive checks it against what it holds (enrolment binding, revocation,
-   conflicts) and imports it in one transaction, signing a receipt.
+   conflicts, attachments of other testimonies) and imports it in one
+   transaction, signing a receipt.
 
 A failure at any step copies the bundle, unchanged, into the quarantine folder
 with a note of the reason, and nothing from it is kept.
@@ -36,7 +40,12 @@ from crypto.errors import BundleError, BundleReason
 from crypto.keyfile import atomic_write, ensure_private_dir
 from crypto.keys import DeviceVerifyKey
 from crypto.revisions import RevisionError, verify_chain
-from fieldapp.domain import ValidationError, testimony_from_bytes
+from fieldapp.domain import (
+    ValidationError,
+    Vocabulary,
+    testimony_from_bytes,
+    validate_testimony,
+)
 from fieldapp.hq.archive import (
     HqArchive,
     ImportResult,
@@ -79,11 +88,14 @@ class Outcome:
 
 
 def bundle_files(path: Path) -> list[Path]:
-    """The bundle files ``path`` names: itself, or the regular files in a folder.
+    """The bundle files ``path`` names: itself, or the bundles in a folder.
 
-    Symlinks are never followed: a folder's symlinked entries are skipped, and
-    a symlink given as the path is refused. Names starting with a dot (a copy
-    in progress) are skipped.
+    In a folder, only regular files named ``*.fabundle`` count: the same USB
+    stick carries receipts (``*.fareceipts``) and whatever else its owner keeps
+    there. A file named explicitly is taken whatever its name. Symlinks are
+    never followed: a folder's symlinked entries are skipped, and a symlink
+    given as the path is refused. Names starting with a dot (a copy in
+    progress) are skipped.
     """
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode):
@@ -94,16 +106,30 @@ def bundle_files(path: Path) -> list[Path]:
         raise UnsafeFolder("Not a bundle file or a folder of bundles.")
     found = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+        if (
+            entry.name.startswith(".")
+            or not entry.name.lower().endswith(BUNDLE_SUFFIX)  # FAT may change the case
+            or not entry.is_file(follow_symlinks=False)
+        ):
             continue
         found.append(path / entry.name)
     return found
 
 
 def _open_no_follow(path: Path) -> BinaryIO:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    # O_NONBLOCK: opening a FIFO (swapped in after the folder was listed) would
+    # otherwise wait for a writer forever. It is cleared once the file is known
+    # to be a regular one, where it means nothing anyway.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular:
+            os.set_blocking(fd, True)
+    except BaseException:
+        handle.close()
+        raise
+    if not regular:
         handle.close()
         raise ImportRefused(Refusal.FORMAT, "Not a regular file.")
     return handle
@@ -156,7 +182,9 @@ def _device_check(
     return trusts
 
 
-def _verify_contents(opened: OpenedBundle, manifest: Manifest) -> tuple[IncomingRevision, ...]:
+def _verify_contents(
+    opened: OpenedBundle, manifest: Manifest, vocabulary: Vocabulary
+) -> tuple[IncomingRevision, ...]:
     """Step 4: the revisions, their testimonies, and what the bundle claims about them."""
     tid = manifest.testimony_id
     try:
@@ -168,15 +196,30 @@ def _verify_contents(opened: OpenedBundle, manifest: Manifest) -> tuple[Incoming
     for entry, revision in zip(manifest.revisions, revisions, strict=True):
         try:
             testimony = testimony_from_bytes(revision.payload)
+            # The device validated every revision it signed: one that fails (say a
+            # violation code this HQ does not know) cannot be indexed or shown.
+            validate_testimony(testimony, vocabulary)
         except ValidationError as e:
             raise ImportRefused(
-                Refusal.REVISIONS, f"Revision {revision.seq} is not a valid testimony."
+                Refusal.REVISIONS,
+                f"Revision {revision.seq} is not a valid testimony for this HQ (if the "
+                "monitor runs a newer fieldapp, update HQ's and import it again).",
             ) from e
         if testimony.recorded_by != revision.device.key_id.hex():
             raise ImportRefused(
                 Refusal.REVISIONS, f"Revision {revision.seq} names another recording device."
             )
         incoming.append(IncomingRevision(revision, entry.created_at, testimony))
+    captured: dict[str, tuple[int, str]] = {}
+    for r in incoming:
+        for ref in r.testimony.attachments:
+            if captured.setdefault(ref.attachment_id, (ref.size, ref.sha256)) != (
+                ref.size,
+                ref.sha256,
+            ):
+                raise ImportRefused(
+                    Refusal.REVISIONS, "A revision changes the size or hash of an attachment."
+                )
     if revisions[-1].device != opened.device:
         raise ImportRefused(
             Refusal.REVISIONS, "The latest revision is not signed by the bundle's device."
@@ -214,7 +257,7 @@ def open_and_verify(
         raise ImportRefused(_BUNDLE_REFUSALS.get(e.reason, Refusal.FORMAT), e.message) from e
     except PayloadError as e:
         raise ImportRefused(Refusal.PAYLOAD, e.message) from e
-    revisions = _verify_contents(opened, manifest)
+    revisions = _verify_contents(opened, manifest, archive.vocabulary)
     attachments = []
     for entry in manifest.attachments:
         writer = writers.files[entry.id]

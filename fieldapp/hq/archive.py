@@ -447,15 +447,37 @@ class HqArchive:
                 ),
             )
             new = self._add_revisions(c, incoming, device_name, now)
+            self._check_references(c, incoming)
             self._add_attachments(c, incoming, now)
-            for code, sealed in incoming.identities:
-                c.execute(
-                    "INSERT INTO identities (witness_code, bundle_id, sealed, imported_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (code, incoming.bundle_id, sealed, now),
-                )
+            self._add_identities(c, incoming, device_name, now, advanced=new > 0)
             return ImportResult(
                 incoming.bundle_id, incoming.testimony_id, device_name, new, already_imported=False
+            )
+
+    def _add_identities(
+        self, c: Connection, incoming: IncomingBundle, device_name: str, now: str, *, advanced: bool
+    ) -> None:
+        """Keep the bundle's identity envelopes; the newest kept is the one exports use.
+
+        A bundle that brought no new revision arrived after a newer one of the same
+        testimony (every identity change is a new revision on the device): its
+        identity is older than the one HQ holds, so it is kept only if the device
+        has sent none for that witness yet.
+        """
+        for code, sealed in incoming.identities:
+            if (
+                not advanced
+                and c.execute(
+                    "SELECT 1 FROM identities i JOIN bundles b ON b.bundle_id = i.bundle_id"
+                    " WHERE i.witness_code = ? AND b.device_name = ? LIMIT 1",
+                    (code, device_name),
+                ).fetchone()
+            ):
+                continue
+            c.execute(
+                "INSERT INTO identities (witness_code, bundle_id, sealed, imported_at)"
+                " VALUES (?, ?, ?, ?)",
+                (code, incoming.bundle_id, sealed, now),
             )
 
     def _known_bundle(self, c: Connection, incoming: IncomingBundle) -> ImportResult | None:
@@ -616,6 +638,33 @@ class HqArchive:
                 (*values, tid),
             )
 
+    def _check_references(self, c: Connection, incoming: IncomingBundle) -> None:
+        """Every attachment HQ holds that a revision names is this testimony's, as captured.
+
+        A device never shares an attachment between testimonies nor changes its
+        hash; a reference that does would make exports and custody reports
+        serve another testimony's file, or fail on it.
+        """
+        refs = {
+            (a.attachment_id, a.size, a.sha256)
+            for r in incoming.revisions
+            for a in r.testimony.attachments
+        }
+        for aid, size, sha256 in sorted(refs):
+            row = c.execute(
+                "SELECT testimony_id, size, sha256 FROM attachments WHERE id = ?", (aid,)
+            ).fetchone()
+            if row is not None and (
+                str(row[0]) != incoming.testimony_id
+                or int(row[1]) != size
+                or bytes(row[2]).hex() != sha256
+            ):
+                raise ImportRefused(
+                    Refusal.CONFLICT,
+                    "A revision refers to an attachment HQ holds for another testimony "
+                    "or with another hash.",
+                )
+
     def _add_attachments(self, c: Connection, incoming: IncomingBundle, now: str) -> None:
         for a in incoming.attachments:
             row = c.execute(
@@ -775,14 +824,20 @@ class HqArchive:
                 out[aid] = str(rows[0][0])
         return out
 
-    def sealed_identities(self, witness_code: str) -> list[bytes]:
-        """The identity envelopes received for a witness code, newest first."""
+    def sealed_identities(self, witness_code: str, *, device_name: str) -> list[bytes]:
+        """The identity envelopes a device sent for a witness code, newest first.
+
+        Witness codes are drawn by each device: only that device's envelopes
+        speak for its witness (another device naming the same code, by chance
+        or on purpose, never replaces the identity).
+        """
         return [
             bytes(r[0])
             for r in self._query(
-                "SELECT sealed FROM identities WHERE witness_code = ?"
-                " ORDER BY imported_at DESC, rowid DESC",
-                (witness_code,),
+                "SELECT i.sealed FROM identities i JOIN bundles b ON b.bundle_id = i.bundle_id"
+                " WHERE i.witness_code = ? AND b.device_name = ?"
+                " ORDER BY i.imported_at DESC, i.rowid DESC",
+                (witness_code, device_name),
             )
         ]
 

@@ -100,15 +100,16 @@ def custody_report(archive: HqArchive, record_id: str) -> CustodyReport:
                     continue
                 seen.add(ref.attachment_id)
                 report.attachments.append(
-                    _check_attachment(archive, ref.attachment_id, ref.filename, ref.sha256)
+                    _check_attachment(archive, rid, ref.attachment_id, ref.filename, ref.sha256)
                 )
     return report
 
 
 def _check_attachment(
-    archive: HqArchive, attachment_id: str, filename: str, sha256: str
+    archive: HqArchive, rid: str, attachment_id: str, filename: str, sha256: str
 ) -> AttachmentCheck:
-    if not archive.attachments_by_ids([attachment_id]):
+    held = archive.attachments_by_ids([attachment_id])
+    if not held or held[0].testimony_id != rid:  # another testimony's file proves nothing here
         return AttachmentCheck(attachment_id, filename, "missing")
     sink = _Sha256Sink()
     try:

@@ -214,10 +214,13 @@ class _Exporter:
         self.missing = 0
         self.identities = 0
 
-    def attachment_files(self, t: Testimony) -> list[dict[str, object]]:
+    def attachment_files(self, rid: str, t: Testimony) -> list[dict[str, object]]:
+        # Only this testimony's own attachments, as captured: a reference to another
+        # testimony's file, or naming another hash, is exported as missing.
         held = {
             a.id: a
             for a in self.archive.attachments_by_ids([a.attachment_id for a in t.attachments])
+            if a.testimony_id == rid
         }
         out: list[dict[str, object]] = []
         for ref in t.attachments:
@@ -229,7 +232,13 @@ class _Exporter:
                 "sha256": ref.sha256,
                 "file": None,
             }
-            if ref.attachment_id in held and _ID.match(ref.attachment_id):
+            found = held.get(ref.attachment_id)
+            if (
+                found is not None
+                and found.size == ref.size
+                and found.sha256.hex() == ref.sha256
+                and _ID.match(ref.attachment_id)
+            ):
                 relative = f"attachments/{ref.attachment_id}"
                 with _write_private(self.folder / relative) as raw:
                     sink = _HashingFile(raw)
@@ -246,13 +255,15 @@ class _Exporter:
             out.append(entry)
         return out
 
-    def identity(self, t: Testimony) -> ProtectedIdentity | None:
+    def identity(self, device_name: str, t: Testimony) -> ProtectedIdentity | None:
         if self.identity_key is None or t.witness_code is None:
             return None
         if t.consent is not None and t.consent.is_withdrawn:
             return None
         found = open_identity(
-            self.identity_key, t.witness_code, self.archive.sealed_identities(t.witness_code)
+            self.identity_key,
+            t.witness_code,
+            self.archive.sealed_identities(t.witness_code, device_name=device_name),
         )
         if found is not None:
             self.identities += 1
@@ -265,7 +276,13 @@ class _Exporter:
             _, t = self.archive.testimony(summary.id)
             if not allowed_for(t, self.audience):
                 continue
-            yield summary.id, summary.device_name, t, self.attachment_files(t), self.identity(t)
+            yield (
+                summary.id,
+                summary.device_name,
+                t,
+                self.attachment_files(summary.id, t),
+                self.identity(summary.device_name, t),
+            )
 
 
 def export_archive(
