@@ -90,13 +90,17 @@ def read_blocks(src: BinaryIO) -> Iterable[bytes]:
 
 
 def open_regular(path: Path) -> BinaryIO:
-    """Open a regular file for reading without following a symlink. Raises OSError."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    handle = os.fdopen(fd, "rb")
+    """Open a regular file for reading without following a symlink. Raises OSError.
+
+    O_NONBLOCK so that a FIFO put in the file's place cannot hang the open; it
+    is cleared again once the file is known to be regular.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
+        os.close(fd)
         raise IsADirectoryError("not a regular file")
-    return handle
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def regular_files(folder: Path, suffix: str) -> list[Path]:

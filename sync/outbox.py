@@ -23,6 +23,7 @@ from crypto.keyfile import ensure_private_dir
 from crypto.sealed import seal_to_protection
 from fieldapp.domain import dump_canonical, identity_to_json
 from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.store.errors import StoreIOError
 from fieldapp.store.store import FieldStore
 from fieldapp.store.syncbook import BundleMaterial, EnrolmentState, OutgoingBundle
 from fieldapp.transfer import NotEnrolled
@@ -117,18 +118,21 @@ def build_one(
     box = state.trust.box
     if box is None:
         raise HqKeysExpired
-    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "w+b") as dst:
-            sealed = store.seal_bundle(source, dst, box)
-            dst.flush()
-            os.fsync(dst.fileno())
-        temp.replace(folder / name)
-        fsync_folder(folder)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w+b") as dst:
+                sealed = store.seal_bundle(source, dst, box)
+                dst.flush()
+                os.fsync(dst.fileno())
+            temp.replace(folder / name)
+            fsync_folder(folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+    except OSError as e:  # the home's disk is full, or the outbox is not writable
+        raise StoreIOError from e
     store.sync_book.record(material, sealed, name, [a.id for a in manifest.attachments])
     return next(b for b in store.sync_book.bundles() if b.bundle_id == sealed.bundle_id)
 

@@ -7,7 +7,9 @@ back as one file per export, each receipt 144 bytes (crypto/receipts.py).
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +22,14 @@ from fieldapp.store.records import Summary
 from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import Clock, utc_now
 from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
-from sync.files import checked_folder, open_regular, read_blocks, regular_files, write_new
+from sync.files import (
+    UnsafeFolder,
+    checked_folder,
+    open_regular,
+    read_blocks,
+    regular_files,
+    write_new,
+)
 from sync.outbox import BUNDLE_SUFFIX, build_bundles, outbox_path
 
 RECEIPTS_SUFFIX = ".fareceipts"
@@ -29,6 +38,33 @@ MAX_RECEIPTS_PER_FILE = 1_000_000
 
 class ReceiptsRefused(FieldappError):
     exit_code = ExitCode.DATA
+
+
+class StickIOError(FieldappError):
+    """Writing to or reading from the folder failed part way: full, removed, read-only."""
+
+    exit_code = ExitCode.IO
+
+
+def readable_folder(folder: Path) -> Path:
+    """``folder`` if it is a real directory (not a symlink) we may list. Raises UnsafeFolder.
+
+    Unlike ``checked_folder`` it does not ask for write access: receipts can be
+    read from a write-protected stick.
+    """
+    try:
+        info = folder.lstat()
+    except FileNotFoundError as e:
+        raise UnsafeFolder("The folder does not exist; create it or check the path.") from e
+    except OSError as e:
+        raise UnsafeFolder("The folder cannot be read; check the path and permissions.") from e
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeFolder("The folder is a symlink; name the real folder.")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeFolder("That path is not a folder.")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise UnsafeFolder("The folder cannot be read; check the path and permissions.")
+    return folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +86,10 @@ def export_bundles(
 
     With ``again``, every bundle HQ has not confirmed is copied, even if it was
     exported before (the first stick was lost). Raises NotEnrolled,
-    HqKeysExpired, UnsafeFolder, StoreIOError.
+    HqKeysExpired, UnsafeFolder, StoreIOError (the home), StickIOError (the folder).
     """
     checked_folder(folder)
-    build_bundles(store, now)
+    build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
     pending = [
         b
         for b in store.sync_book.bundles(unconfirmed_only=True)
@@ -61,9 +97,16 @@ def export_bundles(
     ]
     total = sum(b.size for b in pending)
     done = 0
-    for bundle in pending:
-        with open_regular(outbox_path(store, bundle)) as src:
-            done += write_new(folder, secrets.token_hex(16) + BUNDLE_SUFFIX, read_blocks(src))
+    for written, bundle in enumerate(pending):
+        try:
+            with open_regular(outbox_path(store, bundle)) as src:
+                done += write_new(folder, secrets.token_hex(16) + BUNDLE_SUFFIX, read_blocks(src))
+        except OSError as e:
+            raise StickIOError(
+                f"Writing to the folder failed after {written} of {len(pending)} bundle(s) "
+                "(the USB stick may be full, write-protected or removed). The rest stay "
+                "queued: free some space and export again."
+            ) from e
         store.sync_book.mark_exported([bundle.bundle_id])
         progress(Progress("usb", done, total))
     return TransferResult(
@@ -94,24 +137,28 @@ def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
     state = store.sync_book.enrolment()
     if state is None:
         raise NotEnrolled
-    checked_folder(folder)
-    files = regular_files(folder, RECEIPTS_SUFFIX)
+    readable_folder(folder)
+    try:
+        files = regular_files(folder, RECEIPTS_SUFFIX)
+    except OSError as e:
+        raise UnsafeFolder("The folder cannot be read; check the path and permissions.") from e
     checked: list[Receipt] = []
     refused: list[str] = []
     for path in files:
         try:
-            checked.extend(verify_receipt(r, [state.hq_root]) for r in _read_receipt_file(path))
-        except ReceiptError:
+            # A list first: one bad receipt refuses its whole file, the good ones before it too.
+            verified = [verify_receipt(r, [state.hq_root]) for r in _read_receipt_file(path)]
+        except (ReceiptError, ReceiptsRefused, OSError):
             refused.append(path.name)
-        except ReceiptsRefused:
-            refused.append(path.name)
+        else:
+            checked.extend(verified)
     confirmed = sum(
         store.sync_book.confirm(r.bundle_id, r.payload_sha256) is not None for r in checked
     )
     if refused:
         raise ReceiptsRefused(
             f"{len(refused)} receipts file(s) did not verify against HQ's key and were not "
-            f"applied ({confirmed} testimonies confirmed from the others)."
+            f"applied ({confirmed} bundle(s) confirmed from the others)."
         )
     return ReceiptReport(len(files), len(checked), confirmed)
 
@@ -122,7 +169,13 @@ def export_receipts(archive: HqArchive, folder: Path, *, include_exported: bool 
     receipts = archive.receipts(include_exported=include_exported)
     if not receipts:
         return 0
-    write_new(folder, secrets.token_hex(16) + RECEIPTS_SUFFIX, [r for _, r in receipts])
+    try:
+        write_new(folder, secrets.token_hex(16) + RECEIPTS_SUFFIX, [r for _, r in receipts])
+    except OSError as e:
+        raise StickIOError(
+            "Writing the receipts to the folder failed (the USB stick may be full, "
+            "write-protected or removed); nothing was marked as carried out. Try again."
+        ) from e
     archive.mark_receipts_exported([b for b, _ in receipts])
     return len(receipts)
 

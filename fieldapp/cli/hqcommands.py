@@ -19,11 +19,12 @@ from fieldapp.cli.state import CliState, pass_state
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hq.archive import HqArchive, HqSummary
 from fieldapp.hq.custody import CustodyReport, custody_report
-from fieldapp.hq.export import Audience, ExportFormat, export_archive
+from fieldapp.hq.export import Audience, ExportFormat, ExportRefused, export_archive
 from fieldapp.hq.vault import create_hq_home, unlock_hq, unlock_protection
+from fieldapp.store.errors import RecordNotFound
 from fieldapp.store.records import StoredTestimony
-from sync.files import checked_folder, write_new
-from sync.hqimport import import_path
+from sync.files import UnsafeFolder, checked_folder, write_new
+from sync.hqimport import Outcome, import_path
 from sync.usb import export_receipts
 
 PROTECTION_FILE = click.option(
@@ -39,6 +40,35 @@ class Quarantined(FieldappError):
 
 class CustodyFailed(FieldappError):
     exit_code = ExitCode.DATA
+
+
+class HqRecordNotFound(FieldappError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No imported testimony has that id (or the prefix matches none). List them with "
+            "`fieldapp hq list`."
+        )
+
+
+@contextlib.contextmanager
+def _hq_ids() -> Iterator[None]:
+    """The store's "not found" names the monitor's command; HQ's names its own."""
+    try:
+        yield
+    except RecordNotFound as e:
+        raise HqRecordNotFound from e
+
+
+def _must_exist(path: Path, what: str) -> None:
+    """Refuse a path that is not there before asking for any passphrase."""
+    try:
+        path.lstat()
+    except FileNotFoundError as e:
+        raise UnsafeFolder(f"There is no {what} at that path; check it.") from e
+    except OSError as e:
+        raise UnsafeFolder(f"The {what} cannot be read; check the path and permissions.") from e
 
 
 @contextlib.contextmanager
@@ -166,7 +196,13 @@ def hq_enroll(
                 "http:// or https:// URL."
             ) from e
         # The file first: if recording fails after it, the file is useless but harmless.
-        write_new(folder, out.name, [data])
+        try:
+            write_new(folder, out.name, [data])
+        except OSError as e:
+            raise UnsafeFolder(
+                "The enrolment file could not be written (disk full, removed or taken "
+                "meanwhile); nothing was recorded. Try again."
+            ) from e
         archive.record_enrolment(enrolment)
         root = root_key.public_key
     click.echo(f"Wrote the enrolment file for {name!r} to {out}.")
@@ -227,24 +263,25 @@ def hq_revoke(state: CliState, name: str, passphrase_file: str | None) -> None:
 @pass_state
 def hq_import(state: CliState, path: Path, passphrase_file: str | None) -> None:
     """Open, verify and import bundles from PATH (a file or a folder of them)."""
+    _must_exist(path, "bundle file or folder")
     imported = already = 0
     quarantined = []
     with open_archive(state, passphrase_file) as archive:
-        for outcome in import_path(archive, path):
+        for outcome in _outcomes(archive, path):
             if outcome.refusal is not None:
                 quarantined.append(outcome)
                 click.echo(
-                    f"quarantined {outcome.source}: {outcome.refusal.reason.value}: "
+                    f"quarantined {_shown(outcome.source)}: {outcome.refusal.reason.value}: "
                     f"{outcome.refusal.message}",
                     err=True,
                 )
             elif outcome.result is not None and outcome.result.already_imported:
                 already += 1
-                click.echo(f"already imported {outcome.source}")
+                click.echo(f"already imported {_shown(outcome.source)}")
             elif outcome.result is not None:
                 imported += 1
                 click.echo(
-                    f"imported {outcome.source}: testimony {outcome.result.testimony_id}, "
+                    f"imported {_shown(outcome.source)}: testimony {outcome.result.testimony_id}, "
                     f"{outcome.result.new_revisions} new revision(s), "
                     f"device {outcome.result.device_name!r}"
                 )
@@ -254,6 +291,29 @@ def hq_import(state: CliState, path: Path, passphrase_file: str | None) -> None:
             f"{len(quarantined)} bundle(s) failed a check and went to quarantine; "
             "nothing from them was imported."
         )
+
+
+def _shown(name: str) -> str:
+    """A file name from the stick, safe to print: control and bidi characters escaped.
+
+    Anyone who held the stick chose its names; a newline or a terminal escape in
+    one must not forge report lines or drive the operator's terminal.
+    """
+    return name if name.isprintable() else repr(name)
+
+
+def _outcomes(archive: HqArchive, path: Path) -> Iterator[Outcome]:
+    """import_path, with a folder that cannot be read (or is pulled out) as one clear error."""
+    done = 0
+    try:
+        for outcome in import_path(archive, path):
+            done += 1
+            yield outcome
+    except OSError as e:
+        raise UnsafeFolder(
+            f"Reading the bundles failed after {done} file(s) (was the stick removed?); "
+            "what was imported so far stays. Run the import again."
+        ) from e
 
 
 def _summary_json(s: HqSummary) -> dict[str, object]:
@@ -317,7 +377,7 @@ def hq_show(
     state: CliState, record_id: str, as_json: bool, history: bool, passphrase_file: str | None
 ) -> None:
     """Show one imported testimony (by id or a unique prefix of at least 4 characters)."""
-    with open_archive(state, passphrase_file) as archive:
+    with open_archive(state, passphrase_file) as archive, _hq_ids():
         summary = archive.summary(record_id)
         rid, testimony = archive.testimony(summary.id)
         revisions = archive.history(rid)
@@ -384,6 +444,12 @@ def hq_export(
 ) -> None:
     """Export testimonies, decrypted attachments and a SHA-256 manifest into a new folder."""
     _two_sources(passphrase_file, protection_passphrase_file)
+    if include_identities and Audience(audience) is Audience.PUBLICATION:
+        # Before any passphrase is asked for: the answer would be no anyway.
+        raise ExportRefused(
+            "Witness identities are never exported for publication; drop --include-identities."
+        )
+    _must_exist(out.parent, "folder to hold --out")
     home = state.resolve_home()
     with open_archive(state, passphrase_file) as archive:
         key = None
@@ -428,7 +494,7 @@ def hq_verify(
     state: CliState, record_id: str | None, as_json: bool, passphrase_file: str | None
 ) -> None:
     """Custody report: signatures, hash chains and attachment hashes, per testimony."""
-    with open_archive(state, passphrase_file) as archive:
+    with open_archive(state, passphrase_file) as archive, _hq_ids():
         ids = [record_id] if record_id else archive.all_ids()
         reports = [custody_report(archive, rid) for rid in ids]
     if as_json:
