@@ -1,9 +1,9 @@
-"""What the sync screen needs from the sync module: the interface, and its stand-in.
+"""What the sync screen needs from the sync module: the interface and its results.
 
-The transports (bundles to a folder or USB stick, HTTPS or Tor to the relay)
-arrive with the HQ and relay work; the UI is written against ``Transfers`` so
-they plug in without touching a screen. Until a device is enrolled with HQ,
-``OutboxOnly`` lists what is queued and refuses to send, saying why.
+The UI is written against ``Transfers``, so a transport plugs in without
+touching a screen. ``sync.usb.UsbTransfers`` is the one the app uses (sealed
+bundles to a folder or USB stick); this module cannot import it (the stores sit
+below sync), so ``fieldapp.session`` and the CLI wire it in.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class NotEnrolled(FieldappError):
     def __init__(self) -> None:
         super().__init__(
             "This device is not enrolled with HQ yet, so there is no HQ key to seal "
-            "bundles to. Import an enrolment file from HQ first (fieldapp enroll FILE)."
+            "bundles to. Import HQ's enrolment file first (fieldapp enroll FILE, or "
+            '"Enrol with HQ" on the sync screen).'
         )
 
 
@@ -60,28 +61,9 @@ class Transfers(Protocol):
     def last_result(self) -> TransferResult | None: ...
 
     def export(self, store: FieldStore, folder: Path, progress: ProgressCallback) -> TransferResult:
-        """Write sealed bundles of everything queued to ``folder`` (a USB stick)."""
+        """Seal what is ready and write the bundles to ``folder`` (a USB stick)."""
         ...
 
     def push(self, store: FieldStore, progress: ProgressCallback) -> TransferResult:
         """Send everything queued to the relay."""
         ...
-
-
-class OutboxOnly:
-    """``Transfers`` before enrolment: shows the queue, refuses to send."""
-
-    def queued(self, store: FieldStore) -> list[Summary]:
-        wanted = {rid for rid, _ in store.outbox()}
-        return store.summaries(wanted)
-
-    def last_result(self) -> TransferResult | None:
-        return None
-
-    def export(self, store: FieldStore, folder: Path, progress: ProgressCallback) -> TransferResult:
-        del store, folder, progress
-        raise NotEnrolled
-
-    def push(self, store: FieldStore, progress: ProgressCallback) -> TransferResult:
-        del store, progress
-        raise NotEnrolled

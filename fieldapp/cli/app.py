@@ -19,13 +19,16 @@ from crypto.attachment import AttachmentDamaged
 from crypto.errors import (
     BundleError,
     CryptoError,
+    EnrolmentError,
     InvalidKey,
     KeyFileError,
     KeyslotCorrupt,
+    ReceiptError,
     StatementError,
     WrongSecret,
 )
 from crypto.revisions import RevisionError
+from crypto.sealed import SealedMessageError
 from fieldapp import __version__
 from fieldapp.cli.state import CliState
 from fieldapp.errors import ExitCode, FieldappError
@@ -40,6 +43,9 @@ _CRYPTO_EXIT_CODES: tuple[tuple[type[CryptoError], ExitCode], ...] = (
     (KeyFileError, ExitCode.IO),
     (RevisionError, ExitCode.DATA),
     (AttachmentDamaged, ExitCode.DATA),
+    (EnrolmentError, ExitCode.DATA),  # tampered, foreign or expired enrolment file
+    (ReceiptError, ExitCode.DATA),
+    (SealedMessageError, ExitCode.DATA),
 )
 
 
@@ -71,9 +77,16 @@ def run_tui(state: CliState) -> None:
     from fieldapp.session import Session  # noqa: PLC0415 -- Textual loads only for the UI
     from fieldapp.ui.app import FieldApp  # noqa: PLC0415
     from fieldapp.ui.guard import check_environment  # noqa: PLC0415
+    from sync.usb import UsbTransfers  # noqa: PLC0415
 
     check_environment(state.environ)
-    app = FieldApp(Session(state.resolve_home(), kdf=state.kdf, clock=state.clock))
+    session = Session(
+        state.resolve_home(),
+        kdf=state.kdf,
+        clock=state.clock,
+        transfers=UsbTransfers(state.clock),  # sealed bundles to a folder (a USB stick)
+    )
+    app = FieldApp(session)
     app.run()
     if app.return_code:
         raise SystemExit(app.return_code)

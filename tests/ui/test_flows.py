@@ -140,6 +140,11 @@ async def test_setup_refuses_weak_and_mismatched_then_shows_a_working_recovery_c
 
         await pilot.press("enter")  # "I have written it down" has the focus
         await settle(pilot)
+        # The optional enrolment step; escape means "enrol later".
+        assert "Enrol with HQ" in screen_text(app)
+        assert code not in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot)
         assert isinstance(app.screen, TestimoniesScreen)
         assert "No testimonies (all)" in label(app, "#where")
         assert code not in screen_text(app)

@@ -1,4 +1,10 @@
-"""The sync screen against the Transfers interface: the stand-in, and a contract double."""
+"""The sync screen against the Transfers interface: the real USB transport, and a double.
+
+A session's default transport is sync.usb.UsbTransfers: before enrolment it lists
+the queue and refuses to seal, saying why. The contract double below lets the
+screen's progress and layout be tested without crypto; tests/ui/test_enrolment.py
+exports real sealed bundles.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,12 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar
 from fieldapp.session import Session
 from fieldapp.store.records import Summary
 from fieldapp.store.store import FieldStore
-from fieldapp.transfer import NotEnrolled, OutboxOnly, Progress, ProgressCallback, TransferResult
+from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
 from fieldapp.ui.app import FieldApp
 from fieldapp.ui.errors import GENERIC
 from fieldapp.ui.screens.sync import FolderMissing, SyncScreen
 from fieldapp.ui.screens.testimonies import TestimoniesScreen
+from sync.usb import NetworkNotAvailable, UsbTransfers
 from tests.store.conftest import make_testimony
 from tests.ui import PASSPHRASE, make_session, pilot_test, screen_text, settle, unlock
 
@@ -71,7 +78,7 @@ class FolderCopyTransfers:
         return self._send(store, progress, "relay")
 
 
-class Exploding(OutboxOnly):
+class Exploding(UsbTransfers):
     """A transport failing with an arbitrary exception whose text must never be shown."""
 
     def push(self, store: FieldStore, progress: ProgressCallback) -> TransferResult:
@@ -120,7 +127,7 @@ def queue_ids(screen: SyncScreen) -> list[str]:
 
 
 @pilot_test
-async def test_outbox_only_lists_exactly_the_outbox(tmp_path: Path) -> None:
+async def test_the_queue_is_exactly_the_outbox(tmp_path: Path) -> None:
     session = make_session(tmp_path)
     ids = populate(session, 4, sent=1)
     app = FieldApp(session)
@@ -133,7 +140,7 @@ async def test_outbox_only_lists_exactly_the_outbox(tmp_path: Path) -> None:
 
 
 @pilot_test
-async def test_outbox_only_refuses_export_and_push_with_the_sentence(tmp_path: Path) -> None:
+async def test_not_enrolled_refuses_export_and_push_with_the_sentence(tmp_path: Path) -> None:
     session = make_session(tmp_path)
     populate(session, 2)
     usb = tmp_path / "usb"
@@ -150,7 +157,7 @@ async def test_outbox_only_refuses_export_and_push_with_the_sentence(tmp_path: P
 
         await pilot.press("s")
         await settle(pilot)
-        assert label(screen, "#sync-error") == f"Not done: {NotEnrolled().message}"
+        assert label(screen, "#sync-error") == f"Not done: {NetworkNotAvailable().message}"
         assert len(session.store.outbox()) == 2  # nothing left the queue
 
 
@@ -177,7 +184,7 @@ async def test_export_writes_a_file_per_testimony_and_fills_every_bar(tmp_path: 
         assert set(screen.bars) == set(ids)
         assert all(bar.percentage == 1 for bar in screen.bars.values())
         assert len(screen.query(ProgressBar)) == 3
-        assert "Last transfer: 3 bundles" in label(screen, "#last")
+        assert "Done: 3 sealed bundles" in label(screen, "#last")
         assert str(usb) in label(screen, "#last")
         assert label(screen, "#sync-error") == ""
         # What was exported left the queue, in the store and on screen.
@@ -202,7 +209,8 @@ async def test_push_reports_progress_and_reopening_shows_the_last_result(tmp_pat
         await settle(pilot)
         assert sorted(transfers.relay) == sorted(ids)
         assert all(bar.percentage == 1 for bar in screen.bars.values())
-        assert "2 bundles" in label(screen, "#last")
+        assert label(screen, "#last").startswith("Done: 2 sealed bundles, ")
+        assert label(screen, "#last").endswith(" bytes, sent to the relay.")
 
         await pilot.press("escape")
         await settle(pilot)
@@ -279,7 +287,7 @@ async def test_everything_fits_in_80_by_24(tmp_path: Path) -> None:
         await pilot.press("x")  # the folder field open as well as the bars
         await settle(pilot)
         text = screen_text(app)
-        for needle in ("Last transfer: 12 bundles", "Export to folder", "Send to relay"):
+        for needle in ("Done: 12 sealed bundles", "Export to folder", "Send to relay"):
             assert needle in text
         for widget in (
             *screen.query(Button),

@@ -1,12 +1,15 @@
 """The real ``fieldapp`` in a real terminal (tmux, 80x24), driven as a person would.
 
 First run: choose a passphrase twice, read the recovery code off the screen,
-record a testimony with an Arabic narrative, lock (nothing of it stays on
-screen), unlock, quit. Then the command line, on the same home, lists exactly
-that testimony with the narrative byte for byte, and the recovery code read
-from the screen opens the home.
+enrol with the file of an HQ made in-process (its fingerprint on screen, "It
+matches" chosen with the keyboard), record a testimony with an Arabic
+narrative, lock (nothing of it stays on screen), unlock, quit. Then the command
+line, on the same home, lists exactly that testimony with the narrative byte
+for byte, says the home is enrolled, and the recovery code read from the screen
+opens the home.
 
-Argon2id runs with the production parameters here, as a monitor would see it.
+Argon2id runs with the production parameters in the app, as a monitor would see
+it (the HQ home, which is not under test here, uses cheap ones).
 Every step polls the screen until what a person waits for shows, with a
 generous deadline; nothing sleeps for a fixed time. Arabic may be reordered by
 the terminal, so on-screen checks look for the Latin canary and the narrative
@@ -28,9 +31,14 @@ from pathlib import Path
 
 import pytest
 
+from crypto.enrolment import write_enrolment
+from crypto.fingerprint import hq_fingerprint as fingerprint_of
+from fieldapp.hq.archive import HqArchive
+from fieldapp.hq.vault import create_hq_home
+from fieldapp.store.home import Home
 from fieldapp.ui.app import FieldApp
 from fieldapp.ui.screens.testimonies import Page, TestimoniesScreen
-from tests.store.conftest import make_testimony
+from tests.store.conftest import CHEAP, make_testimony
 from tests.ui import PASSPHRASE as CHEAP_PASSPHRASE
 from tests.ui import make_session, pilot_test, screen_text, settle, unlock
 from tests.ui.tmux import TMUX, Screen, TmuxPane
@@ -46,6 +54,19 @@ RECOVERY_CODE = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{5}(?:-[0-9A-HJKMNP-TV-Z]{5}){4
 EDITOR_STATUS = re.compile(r"(Saved \d\d:\d\d|No changes) · draft, revision \d+")
 STEP = 30.0  # seconds any one step may take (Argon2id at production cost, slow CI)
 CLI_TIMEOUT = 60.0
+DEVICE = "Field laptop 7"
+
+
+def enrolment_from_a_new_hq(tmp_path: Path) -> tuple[Path, str]:
+    """An HQ made in-process (cheap Argon2id): its enrolment file and its fingerprint."""
+    created = create_hq_home(Home(tmp_path / "hq"), "hq passphrase one", "hq protection", kdf=CHEAP)
+    with HqArchive.open(created.unlocked) as archive:
+        enrolment = archive.new_enrolment(DEVICE)
+        archive.record_enrolment(enrolment)
+        path = tmp_path / "stick" / "enrolment.faenrol"
+        path.parent.mkdir()
+        path.write_bytes(write_enrolment(archive.root_key(), enrolment))
+        return path, str(fingerprint_of(archive.root_public()))
 
 
 def fieldapp_command() -> list[str]:
@@ -120,6 +141,8 @@ def test_first_run_record_lock_unlock_quit_in_tmux(tmp_path: Path) -> None:
     place = f"Site-{token}"  # short enough for the list's Place column at 80 columns
     narrative = f"اعتقل عند الحاجز {canary}"
 
+    enrolment_file, hq_fingerprint = enrolment_from_a_new_hq(tmp_path)
+
     pane = TmuxPane(fieldapp_command(), env=env, cwd=tmp_path)
     try:
         # -------------------------------------------------- first run: the setup wizard
@@ -149,6 +172,21 @@ def test_first_run_record_lock_unlock_quit_in_tmux(tmp_path: Path) -> None:
         assert found is not None
         recovery_code = found.group()
         pane.press("Enter")  # "I have written it down" has the focus
+
+        # -------------------------------------------------- enrol: HQ's file, its fingerprint
+        screen = pane.wait_for_text("Skip, enrol later", timeout=STEP)
+        assert "Enrol with HQ" in screen.text
+        assert recovery_code not in screen.text
+        pane.type(str(enrolment_file))
+        pane.press("Enter")
+        screen = pane.wait_for(
+            lambda s: "Compare the HQ fingerprint" in s.text and "It matches" in s.text,
+            "the HQ fingerprint to compare",
+            timeout=STEP,
+        )
+        assert "   ".join(hq_fingerprint.split()) in screen.text, screen
+        assert DEVICE in screen.text
+        pane.press("BTab", "Enter")  # from "does not match" (the focus) to "It matches"
 
         # -------------------------------------------------- the empty list, then a new testimony
         screen = pane.wait_for_text("No testimonies (all).", timeout=STEP)
@@ -247,6 +285,21 @@ def test_first_run_record_lock_unlock_quit_in_tmux(tmp_path: Path) -> None:
     testimony = json.loads(shown.stdout)["testimony"]
     assert testimony["narrative"] == narrative
     assert testimony["taken_place"]["text"] == place
+
+    # ------------------------------------------------------ enrolled with that HQ
+    status = cli(
+        env,
+        "--home",
+        str(home),
+        "sync",
+        "status",
+        "--json",
+        "--passphrase-file",
+        str(passphrase_file),
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["enrolled"] is True
+    assert json.loads(status.stdout)["device_name"] == DEVICE
 
     # ------------------------------------------------------ the code read off the screen opens it
     code_file = tmp_path / "recovery.txt"

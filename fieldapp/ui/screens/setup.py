@@ -1,4 +1,4 @@
-"""First run: choose a passphrase, write down the recovery code, then the records."""
+"""First run: choose a passphrase, write down the recovery code, enrol with HQ (or later)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from textual.worker import Worker, WorkerState
 from fieldapp.domain.passphrase import estimate
 from fieldapp.ui.base import BaseScreen
 from fieldapp.ui.errors import describe
+from fieldapp.ui.widgets.enrolment import EnrolmentPanel
 
 
 class SetupScreen(BaseScreen):
@@ -40,6 +41,8 @@ class SetupScreen(BaseScreen):
                 )
                 yield Label("", id="code")
                 yield Button("I have written it down", id="written", variant="primary")
+            with Vertical(id="enrol", classes="step"):
+                yield EnrolmentPanel(id="enrolment")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -103,4 +106,9 @@ class SetupScreen(BaseScreen):
     @on(Button.Pressed, "#written")
     def written(self) -> None:
         self.query_one("#code", Label).update("")
+        self.query_one("#steps", ContentSwitcher).current = "enrol"
+        self.query_one("#enrolment", EnrolmentPanel).start()
+
+    @on(EnrolmentPanel.Done)
+    def enrolment_done(self) -> None:
         self.app.show_testimonies()  # type: ignore[attr-defined]
