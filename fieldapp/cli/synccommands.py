@@ -122,3 +122,23 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
         return
     for key, value in status.items():
         click.echo(f"{key.replace('_', ' ')}: {value}")
+
+
+@sync_group.command("settings")
+@click.option(
+    "--remove-confirmed",
+    type=click.Choice(["on", "off"]),
+    help="on: once HQ confirms a testimony, remove its content from this device "
+    "(a stub with its id and status stays).",
+)
+@PASSPHRASE_FILE
+@pass_state
+def sync_settings(
+    state: CliState, remove_confirmed: str | None, passphrase_file: str | None
+) -> None:
+    """Show or change how this device treats testimony HQ has confirmed."""
+    with open_store(state, passphrase_file) as store:
+        if remove_confirmed is not None:
+            store.set_remove_confirmed(remove_confirmed == "on")
+        enabled = store.remove_confirmed
+    click.echo(f"remove confirmed: {'on' if enabled else 'off'}")

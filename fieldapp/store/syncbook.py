@@ -31,6 +31,7 @@ from crypto.revisions import Revision
 from crypto.statements import HqTrust
 from fieldapp.domain import ProtectedIdentity, Status, canonical_bytes
 from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.store import purge
 from fieldapp.store.database import Connection, IntegrityError, transaction
 from fieldapp.store.errors import DatabaseDamaged, RecordNotFound, StoreIOError
 
@@ -286,12 +287,12 @@ class SyncBook:
 
     def _bookkeeping(
         self, c: Connection, record_id: str, old: Status, new: Status, now: str
-    ) -> None:
+    ) -> bool:
         """Append a status-only revision ``old`` -> ``new`` if the testimony is still ``old``."""
         store = self._store
         current = store.get(record_id)
         if current.testimony.status is not old:
-            return
+            return False
         testimony = dataclasses.replace(current.testimony, status=new)
         store._append(
             c,
@@ -304,6 +305,7 @@ class SyncBook:
             now,
             queue=False,
         )
+        return True
 
     # ------------------------------------------------------------ the outbox folder
 
@@ -356,7 +358,17 @@ class SyncBook:
                 "SELECT 1 FROM bundles WHERE testimony_id = ? AND seq > ? AND confirmed_at IS NULL",
                 (tid, seq),
             ).fetchone()
-            if later is None:  # an older bundle's receipt does not confirm a newer change
-                self._bookkeeping(c, str(tid), Status.SENT, Status.CONFIRMED, now)
+            removed: list[str] = []
+            # An older bundle's receipt does not confirm a newer change.
+            if (
+                later is None
+                and self._bookkeeping(c, str(tid), Status.SENT, Status.CONFIRMED, now)
+                and purge.is_enabled(c)
+            ):
+                removed = store.purge_confirmed(c, str(tid), now)
+        store.remove_attachment_files(removed)
         found = [b for b in self.bundles() if b.bundle_id == bundle_id]
+        if found:  # HQ holds it: the sealed copy has nothing left to do here
+            with contextlib.suppress(OSError):
+                (store.home.outbox / found[0].file_name).unlink()
         return found[0] if found else None

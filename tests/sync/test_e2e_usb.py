@@ -706,3 +706,37 @@ def test_hostile_file_names_cannot_forge_report_lines(tmp_path: Path) -> None:
     assert all(not line.startswith("fieldapp: ") for line in result.out.splitlines())
     assert "\u202e" not in result.out + result.err
     assert hq.ids() == {record_id}
+
+
+def test_remove_confirmed_leaves_a_stub_once_hq_confirms(tmp_path: Path) -> None:
+    hq = new_hq(tmp_path)
+    monitor = new_monitor(tmp_path, hq, "homs-1")
+    assert "remove confirmed: off" in monitor.ok("sync", "settings").out
+    assert "remove confirmed: on" in monitor.ok("sync", "settings", "--remove-confirmed", "on").out
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(photo_bytes())
+    sentence = canary()
+    gone = monitor.add(narrative_with(sentence), identity_name=WITNESS_NAME, attach=[photo])
+    kept = monitor.add(narrative_with(canary()))  # sent, but its receipt never comes back
+    usb = tmp_path / "usb"
+    assert monitor.export(usb) == 2
+    for bundle in bundles_in(usb):
+        if bundle != max(bundles_in(usb), key=lambda p: p.stat().st_size):
+            bundle.unlink()  # HQ only ever gets the one with the photo
+    assert_ok(hq.import_(usb))
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    hq.ok("hq", "export-receipts", receipts)
+    monitor.ok("sync", "import-receipts", receipts)
+
+    listed = {r["id"]: r for r in monitor.ok("record", "list", "--json").json()}
+    assert listed[gone]["status"] == "confirmed"
+    assert listed[kept]["status"] == "sent"
+    shown = assert_refused(monitor.run("record", "show", gone), ExitCode.ERROR)
+    assert "content was removed" in shown
+    assert monitor.ok("record", "show", kept, "--json").json()["testimony"]["status"] == "sent"
+    assert monitor.ok("search", sentence.split()[0], "--json").json() == []
+    home = monitor.home
+    assert list((home / "attachments").iterdir()) == []
+    assert len(list((home / "outbox").iterdir())) == 1  # the unconfirmed bundle only
+    assert_ok(monitor.run("check"))
