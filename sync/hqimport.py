@@ -153,9 +153,10 @@ class _Writers:
 
 
 def _device_check(
-    archive: HqArchive, refused: list[ImportRefused]
+    archive: HqArchive, refused: list[ImportRefused], signers: list[DeviceVerifyKey]
 ) -> Callable[[DeviceVerifyKey], bool]:
     def trusts(key: DeviceVerifyKey) -> bool:
+        signers.append(key)
         device = archive.device_for_key(key)
         if device is not None:
             if device.revoked:
@@ -245,10 +246,20 @@ def open_and_verify(
 ) -> IncomingBundle:
     """Steps 2 to 4 for one bundle stream. Raises ImportRefused; ``writers`` holds files."""
     refused: list[ImportRefused] = []
-    reader = PayloadReader(on_manifest=lambda _m: None, new_attachment=writers.new)
+    signers: list[DeviceVerifyKey] = []
+
+    def check_claim(manifest: Manifest) -> None:
+        # Before any attachment is decrypted: the enrolment the bundle claims must
+        # be this device's (or an open one whose proof verifies for its key).
+        archive.check_enrolment(manifest.enrolment_id, signers[-1], manifest.binding)
+
+    reader = PayloadReader(on_manifest=check_claim, new_attachment=writers.new)
     try:
         opened = open_bundle(
-            src, archive.box_keys(), reader, trusts_device=_device_check(archive, refused)
+            src,
+            archive.box_keys(),
+            reader,
+            trusts_device=_device_check(archive, refused, signers),
         )
         manifest = reader.close()
     except BundleError as e:

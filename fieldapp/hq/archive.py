@@ -495,13 +495,26 @@ class HqArchive:
             incoming.bundle_id, incoming.testimony_id, str(row[1]), 0, already_imported=True
         )
 
-    def _bind_device(self, c: Connection, incoming: IncomingBundle, now: str) -> str:
+    def check_enrolment(self, enrolment_id: bytes, device: DeviceVerifyKey, binding: bytes) -> str:
+        """The device name a bundle's enrolment claim resolves to, or ImportRefused.
+
+        Read-only: called as soon as a bundle's manifest is read, so a bundle
+        with a bad claim is refused before its attachments are decrypted.
+        """
+        with self._lock:
+            return self._enrolment_verdict(self._conn, enrolment_id, device, binding)[0]
+
+    @staticmethod
+    def _enrolment_verdict(
+        c: Connection, enrolment_id: bytes, device: DeviceVerifyKey, binding: bytes
+    ) -> tuple[str, bool]:
+        """(device name, whether this bundle binds the key); raises ImportRefused."""
         row = c.execute(
             "SELECT name, secret, revoked_at, bound_at FROM devices WHERE enrolment_id = ?",
-            (incoming.enrolment_id,),
+            (enrolment_id,),
         ).fetchone()
         owner = c.execute(
-            "SELECT device_name FROM device_keys WHERE public = ?", (incoming.device.raw,)
+            "SELECT device_name FROM device_keys WHERE public = ?", (device.raw,)
         ).fetchone()
         if row is None:
             raise ImportRefused(
@@ -517,21 +530,29 @@ class HqArchive:
                 raise ImportRefused(
                     Refusal.ENROLMENT, "The bundle's enrolment does not match its signing device."
                 )
-            return str(name)
+            return str(name), False
         if bound is not None or secret is None:
             raise ImportRefused(
                 Refusal.ENROLMENT,
                 f"The enrolment of {name!r} was already used by another device key.",
             )
-        if not check_binding(bytes(secret), incoming.device, incoming.binding):
+        if not check_binding(bytes(secret), device, binding):
             raise ImportRefused(Refusal.ENROLMENT, "The bundle's enrolment proof does not verify.")
-        c.execute(
-            "INSERT INTO device_keys (public, device_name, version, added_at) VALUES (?, ?, 0, ?)",
-            (incoming.device.raw, name, now),
+        return str(name), True
+
+    def _bind_device(self, c: Connection, incoming: IncomingBundle, now: str) -> str:
+        name, binds = self._enrolment_verdict(
+            c, incoming.enrolment_id, incoming.device, incoming.binding
         )
-        # One-time: once bound, the secret can bind nothing else.
-        c.execute("UPDATE devices SET bound_at = ?, secret = NULL WHERE name = ?", (now, name))
-        return str(name)
+        if binds:
+            c.execute(
+                "INSERT INTO device_keys (public, device_name, version, added_at)"
+                " VALUES (?, ?, 0, ?)",
+                (incoming.device.raw, name, now),
+            )
+            # One-time: once bound, the secret can bind nothing else.
+            c.execute("UPDATE devices SET bound_at = ?, secret = NULL WHERE name = ?", (now, name))
+        return name
 
     def _add_revisions(
         self, c: Connection, incoming: IncomingBundle, device_name: str, now: str
