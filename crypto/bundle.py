@@ -251,7 +251,9 @@ class _BackgroundSha256:
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-hash")
+        # Started with the first full block: a small bundle (most of them) is
+        # hashed inline, without paying for a thread it would not use.
+        self._pool: ThreadPoolExecutor | None = None
         self._parts: list[bytes] = []
         self._size = 0
         self._pending: Future[None] | None = None
@@ -260,7 +262,8 @@ class _BackgroundSha256:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def update(self, data: bytes) -> None:
         self._parts.append(data)
@@ -269,14 +272,17 @@ class _BackgroundSha256:
             self._hand_over()
 
     def digest(self) -> bytes:
-        self._hand_over()
         if self._pending is not None:
             self._pending.result()
+        self._consume(self._parts)  # the tail (or the whole of a small payload), inline
+        self._parts, self._size = [], 0
         return self._hash.digest()
 
     def _hand_over(self) -> None:
         if self._pending is not None:
             self._pending.result()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-hash")
         parts, self._parts, self._size = self._parts, [], 0
         self._pending = self._pool.submit(self._consume, parts)
 
