@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from crypto.keyfile import ensure_private_dir
 from crypto.sealed import seal_to_protection
 from fieldapp.domain import dump_canonical, identity_to_json
 from fieldapp.errors import ExitCode, FieldappError
-from fieldapp.store.errors import StoreIOError
+from fieldapp.store.errors import DatabaseDamaged, StoreIOError
 from fieldapp.store.store import FieldStore
 from fieldapp.store.syncbook import BundleMaterial, EnrolmentState, OutgoingBundle
 from fieldapp.transfer import NotEnrolled
@@ -36,10 +37,16 @@ BUNDLE_SUFFIX = ".fabundle"
 class HqKeysExpired(FieldappError):
     exit_code = ExitCode.KEYS
 
-    def __init__(self) -> None:
+    def __init__(self, exported: int | None = None) -> None:
+        done = (
+            f"{exported} bundle(s) sealed before were still written to the folder. "
+            if exported
+            else ""
+        )
         super().__init__(
-            "HQ's keys on this device have expired, so nothing new is sealed (HQ may have "
-            "replaced them). Testimony stays safe here; get fresh HQ keys by syncing."
+            f"{done}HQ's keys on this device have expired, so nothing new is sealed (HQ may "
+            "have replaced them). Testimony stays safe here; get fresh HQ keys by syncing "
+            "with the relay, or ask HQ for a new enrolment."
         )
 
 
@@ -89,16 +96,23 @@ def manifest_for(
     )
 
 
-def remove_unrecorded(store: FieldStore) -> int:
-    """Delete outbox files no bundle record names: a build interrupted before it was recorded."""
+def remove_unrecorded(store: FieldStore, *, grace_seconds: float = 3600) -> int:
+    """Delete outbox files no bundle record names: a build interrupted before it was recorded.
+
+    Only files older than ``grace_seconds``: a build in another process may
+    have renamed its bundle into place and not yet recorded it.
+    """
     folder = store.home.outbox
     if not folder.is_dir():
         return 0
     recorded = {b.file_name for b in store.sync_book.bundles()}
+    cutoff = time.time() - grace_seconds
     removed = 0
     for entry in os.scandir(folder):
-        if entry.name not in recorded and entry.is_file(follow_symlinks=False):
-            with contextlib.suppress(OSError):
+        if entry.name in recorded or not entry.is_file(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                 Path(entry.path).unlink()
                 removed += 1
     return removed
@@ -134,7 +148,10 @@ def build_one(
     except OSError as e:  # the home's disk is full, or the outbox is not writable
         raise StoreIOError from e
     store.sync_book.record(material, sealed, name, [a.id for a in manifest.attachments])
-    return next(b for b in store.sync_book.bundles() if b.bundle_id == sealed.bundle_id)
+    recorded = store.sync_book.bundle(sealed.bundle_id)
+    if recorded is None:  # pragma: no cover -- recorded just above, in this process
+        raise DatabaseDamaged
+    return recorded
 
 
 def build_bundles(

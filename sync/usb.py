@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hq.archive import HqArchive
 from fieldapp.store.records import Summary
 from fieldapp.store.store import FieldStore
+from fieldapp.store.syncbook import EnrolmentState
 from fieldapp.store.vault import Clock, utc_now
 from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
 from sync.files import (
@@ -30,7 +32,7 @@ from sync.files import (
     regular_files,
     write_new,
 )
-from sync.outbox import BUNDLE_SUFFIX, build_bundles, outbox_path
+from sync.outbox import BUNDLE_SUFFIX, HqKeysExpired, build_bundles, outbox_path
 
 RECEIPTS_SUFFIX = ".fareceipts"
 MAX_RECEIPTS_PER_FILE = 1_000_000
@@ -89,7 +91,11 @@ def export_bundles(
     HqKeysExpired, UnsafeFolder, StoreIOError (the home), StickIOError (the folder).
     """
     checked_folder(folder)
-    build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
+    expired = False
+    try:
+        build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
+    except HqKeysExpired:
+        expired = True  # bundles sealed while the keys were valid still go
     pending = [
         b
         for b in store.sync_book.bundles(unconfirmed_only=True)
@@ -109,6 +115,8 @@ def export_bundles(
             ) from e
         store.sync_book.mark_exported([bundle.bundle_id])
         progress(Progress("usb", done, total))
+    if expired:
+        raise HqKeysExpired(exported=len(pending))
     return TransferResult(
         bundles=len(pending),
         bytes=done,
@@ -125,6 +133,27 @@ def _read_receipt_file(path: Path) -> list[bytes]:
             f"{path.name!r} is not a receipts file from HQ (wrong size); nothing was applied."
         )
     return [data[i : i + RECEIPT_BYTES] for i in range(0, len(data), RECEIPT_BYTES)]
+
+
+def verify_receipts(state: EnrolmentState, raw: Sequence[bytes]) -> tuple[list[Receipt], int]:
+    """Check each receipt against the HQ root this device trusts: (the good ones, how many failed).
+
+    The one verification for receipts whatever carried them (a USB stick, the
+    relay); what to do with a failure is the caller's policy.
+    """
+    good: list[Receipt] = []
+    refused = 0
+    for receipt in raw:
+        try:
+            good.append(verify_receipt(receipt, [state.hq_root]))
+        except ReceiptError:
+            refused += 1
+    return good, refused
+
+
+def apply_receipts(store: FieldStore, receipts: Sequence[Receipt]) -> int:
+    """Confirm the bundles verified receipts name (only this device's); how many were new."""
+    return sum(store.sync_book.confirm(r.bundle_id, r.payload_sha256) is not None for r in receipts)
 
 
 def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
@@ -146,15 +175,15 @@ def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
     refused: list[str] = []
     for path in files:
         try:
-            # A list first: one bad receipt refuses its whole file, the good ones before it too.
-            verified = [verify_receipt(r, [state.hq_root]) for r in _read_receipt_file(path)]
-        except (ReceiptError, ReceiptsRefused, OSError):
+            verified, failed = verify_receipts(state, _read_receipt_file(path))
+        except (ReceiptsRefused, OSError):
+            refused.append(path.name)
+            continue
+        if failed:  # one bad receipt refuses its whole file, the good ones in it too
             refused.append(path.name)
         else:
             checked.extend(verified)
-    confirmed = sum(
-        store.sync_book.confirm(r.bundle_id, r.payload_sha256) is not None for r in checked
-    )
+    confirmed = apply_receipts(store, checked)
     if refused:
         raise ReceiptsRefused(
             f"{len(refused)} receipts file(s) did not verify against HQ's key and were not "
@@ -163,10 +192,16 @@ def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
     return ReceiptReport(len(files), len(checked), confirmed)
 
 
-def export_receipts(archive: HqArchive, folder: Path, *, include_exported: bool = False) -> int:
-    """Write HQ's receipts not yet carried out into one new file in ``folder``."""
+def export_receipts(
+    archive: HqArchive,
+    folder: Path,
+    *,
+    include_exported: bool = False,
+    device: str | None = None,
+) -> int:
+    """Write HQ's receipts not yet carried out (of one device, if named) into one new file."""
     checked_folder(folder)
-    receipts = archive.receipts(include_exported=include_exported)
+    receipts = archive.receipts(include_exported=include_exported, device=device)
     if not receipts:
         return 0
     try:

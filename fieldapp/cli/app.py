@@ -77,14 +77,15 @@ def run_tui(state: CliState) -> None:
     from fieldapp.session import Session  # noqa: PLC0415 -- Textual loads only for the UI
     from fieldapp.ui.app import FieldApp  # noqa: PLC0415
     from fieldapp.ui.guard import check_environment  # noqa: PLC0415
-    from sync.usb import UsbTransfers  # noqa: PLC0415
+    from sync.push import NetworkTransfers  # noqa: PLC0415
 
     check_environment(state.environ)
     session = Session(
         state.resolve_home(),
         kdf=state.kdf,
         clock=state.clock,
-        transfers=UsbTransfers(state.clock),  # sealed bundles to a folder (a USB stick)
+        # sealed bundles to a folder (a USB stick), or to the relay the enrolment names
+        transfers=NetworkTransfers(state.clock),
     )
     app = FieldApp(session)
     app.run()
@@ -157,6 +158,7 @@ def _register() -> None:
     from fieldapp.cli.homecommands import init_command, keys_group, panic_command  # noqa: PLC0415
     from fieldapp.cli.hqcommands import hq_group  # noqa: PLC0415
     from fieldapp.cli.records import check_command, record_group, search_command  # noqa: PLC0415
+    from fieldapp.cli.relaycommands import relay_group  # noqa: PLC0415
     from fieldapp.cli.synccommands import enroll_command, sync_group  # noqa: PLC0415
 
     for command in (
@@ -164,6 +166,7 @@ def _register() -> None:
         enroll_command,
         sync_group,
         hq_group,
+        relay_group,
         record_group,
         search_command,
         keys_group,

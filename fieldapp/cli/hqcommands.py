@@ -13,6 +13,7 @@ import click
 from crypto.enrolment import write_enrolment
 from crypto.fingerprint import fingerprint, hq_fingerprint
 from fieldapp.cli.homecommands import PASSPHRASE_FILE
+from fieldapp.cli.inputfiles import read_text_input
 from fieldapp.cli.output import emit_json, emit_record, record_json
 from fieldapp.cli.secrets import STDIN, SecretInputError, check_new_passphrase, read_secret
 from fieldapp.cli.state import CliState, pass_state
@@ -25,7 +26,12 @@ from fieldapp.store.errors import RecordNotFound
 from fieldapp.store.records import StoredTestimony
 from sync.files import UnsafeFolder, checked_folder, write_new
 from sync.hqimport import Outcome, import_path
+from sync.pull import pull
+from sync.push import DEFAULT_BUDGET_SECONDS
+from sync.relayclient import check_pin, check_relay_url, check_token, describe
 from sync.usb import export_receipts
+
+MAX_TOKEN_FILE_BYTES = 1024
 
 PROTECTION_FILE = click.option(
     "--protection-passphrase-file",
@@ -185,10 +191,18 @@ def hq_enroll(
     folder = checked_folder(out.parent if str(out.parent) else Path())
     if out.exists() or out.is_symlink():
         raise SecretInputError("The --out file already exists; choose a new name.")
+    if relay is not None:
+        relay = check_relay_url(relay)
     with open_archive(state, passphrase_file) as archive:
         root_key = archive.root_key()
-        enrolment = archive.new_enrolment(name, relay=relay)
+        config = archive.relay_config()
         try:
+            enrolment = archive.new_enrolment(
+                name,
+                relay=relay or (None if config is None else config.url),
+                relay_pin=None if config is None else config.pin,
+                upload_token=None if config is None else config.upload_token,
+            )
             data = write_enrolment(root_key, enrolment)
         except ValueError as e:
             raise SecretInputError(
@@ -206,6 +220,14 @@ def hq_enroll(
         archive.record_enrolment(enrolment)
         root = root_key.public_key
     click.echo(f"Wrote the enrolment file for {name!r} to {out}.")
+    if enrolment.relay is None:
+        click.echo("It names no relay: the device sends by USB stick (see hq relay-config).")
+    else:
+        pinned = ", TLS pinned" if enrolment.relay_pin else ""
+        token = "with" if enrolment.upload_token else "without"
+        click.echo(
+            f"Relay: {describe(enrolment.relay)}{pinned}, {token} the deployment upload token."
+        )
     click.echo(f"HQ fingerprint: {hq_fingerprint(root)}")
     click.echo("Read the fingerprint to the monitor by another channel when they import it.")
 
@@ -257,6 +279,139 @@ def hq_revoke(state: CliState, name: str, passphrase_file: str | None) -> None:
     click.echo(f"Revoked {name!r}: HQ refuses its bundles from now on, whatever key it uses.")
 
 
+def _read_token(spec: str, what: str) -> str:
+    text = read_text_input(spec, MAX_TOKEN_FILE_BYTES, what, SecretInputError)
+    return check_token(text.strip(), what)
+
+
+@hq_group.command("relay-config")
+@click.option("--relay", metavar="URL", help="The relay's address monitors and HQ use.")
+@click.option(
+    "--hq-token-file", metavar="PATH", help="Read HQ's relay token from PATH (- for stdin)."
+)
+@click.option(
+    "--upload-token-file",
+    metavar="PATH",
+    help="Read the deployment's upload token from PATH (- for stdin).",
+)
+@click.option(
+    "--pin",
+    metavar="HEX",
+    help="SHA-256 of the relay certificate's public key (relay init --tls prints it).",
+)
+@PASSPHRASE_FILE
+@pass_state
+def hq_relay_config(
+    state: CliState,
+    relay: str | None,
+    hq_token_file: str | None,
+    upload_token_file: str | None,
+    pin: str | None,
+    passphrase_file: str | None,
+) -> None:
+    """Keep the relay's address, tokens and pin in HQ's archive; without options, show them.
+
+    Enrolment files written afterwards carry the address, the pin and the upload
+    token; hq pull uses the address, the pin and HQ's token. Tokens are read
+    from files (or standard input), never from the command line.
+    """
+    given = (relay, hq_token_file, upload_token_file)
+    if any(v is not None for v in given) or pin is not None:
+        if any(v is None for v in given):
+            raise SecretInputError(
+                "Give --relay, --hq-token-file and --upload-token-file together (and --pin "
+                "for a relay with its own TLS certificate)."
+            )
+        _two_sources(passphrase_file, hq_token_file, upload_token_file)
+        url = check_relay_url(str(relay))
+        checked_pin = None if pin is None else check_pin(pin)
+        if checked_pin is not None and not url.startswith("https://"):
+            raise SecretInputError("A pin needs an https:// relay address.")
+        hq_token = _read_token(str(hq_token_file), "HQ token")
+        upload_token = _read_token(str(upload_token_file), "upload token")
+        if hq_token == upload_token:
+            raise SecretInputError("The HQ token and the upload token must differ.")
+        with open_archive(state, passphrase_file) as archive:
+            config = archive.set_relay_config(
+                url, hq_token=hq_token, upload_token=upload_token, pin=checked_pin
+            )
+        click.echo("Kept the relay settings in HQ's archive.")
+    else:
+        with open_archive(state, passphrase_file) as archive:
+            found = archive.relay_config()
+        if found is None:
+            click.echo("No relay configured: devices send by USB stick.")
+            return
+        config = found
+    click.echo(f"Relay: {config.url}")
+    click.echo(f"TLS pin: {config.pin or 'none (the usual certificate authorities)'}")
+    click.echo("Tokens: HQ token and upload token kept (not shown).")
+
+
+@hq_group.command("pull")
+@click.option("--relay", metavar="URL", help="The relay's address, instead of the configured one.")
+@click.option(
+    "--proxy",
+    metavar="socks5h://HOST:PORT",
+    help="Send everything through this SOCKS5 proxy (Tor: socks5h://127.0.0.1:9050).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_BUDGET_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep retrying a failing connection this long without progress, then give up.",
+)
+@PASSPHRASE_FILE
+@pass_state
+def hq_pull(
+    state: CliState,
+    relay: str | None,
+    proxy: str | None,
+    budget: float,
+    passphrase_file: str | None,
+) -> None:
+    """Download new bundles from the relay and import them (as hq import); publish receipts."""
+    with open_archive(state, passphrase_file) as archive:
+        report = pull(
+            archive,
+            relay=relay,
+            proxy=proxy,
+            on_outcome=_report_outcome,
+            budget_seconds=budget,
+        )
+    click.echo(
+        f"{report.imported} imported, {report.already} already here, {report.quarantined} "
+        f"quarantined, from {report.listed} bundle(s) on the relay at {report.relay}; "
+        f"{report.deleted} removed from it; {report.receipts_published} receipt(s) and "
+        f"{report.statements_published} HQ key statement(s) published."
+    )
+    if report.quarantined:
+        raise Quarantined(
+            f"{report.quarantined} bundle(s) failed a check and went to quarantine (and were "
+            "removed from the relay); nothing from them was imported."
+        )
+
+
+def _report_outcome(outcome: Outcome) -> None:
+    """One line per bundle, as hq import prints them."""
+    if outcome.refusal is not None:
+        click.echo(
+            f"quarantined {_shown(outcome.source)}: {outcome.refusal.reason.value}: "
+            f"{outcome.refusal.message}",
+            err=True,
+        )
+    elif outcome.result is not None and outcome.result.already_imported:
+        click.echo(f"already imported {_shown(outcome.source)}")
+    elif outcome.result is not None:
+        click.echo(
+            f"imported {_shown(outcome.source)}: testimony {outcome.result.testimony_id}, "
+            f"{outcome.result.new_revisions} new revision(s), "
+            f"device {outcome.result.device_name!r}"
+        )
+
+
 @hq_group.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @PASSPHRASE_FILE
@@ -268,23 +423,13 @@ def hq_import(state: CliState, path: Path, passphrase_file: str | None) -> None:
     quarantined = []
     with open_archive(state, passphrase_file) as archive:
         for outcome in _outcomes(archive, path):
+            _report_outcome(outcome)
             if outcome.refusal is not None:
                 quarantined.append(outcome)
-                click.echo(
-                    f"quarantined {_shown(outcome.source)}: {outcome.refusal.reason.value}: "
-                    f"{outcome.refusal.message}",
-                    err=True,
-                )
             elif outcome.result is not None and outcome.result.already_imported:
                 already += 1
-                click.echo(f"already imported {_shown(outcome.source)}")
             elif outcome.result is not None:
                 imported += 1
-                click.echo(
-                    f"imported {_shown(outcome.source)}: testimony {outcome.result.testimony_id}, "
-                    f"{outcome.result.new_revisions} new revision(s), "
-                    f"device {outcome.result.device_name!r}"
-                )
     click.echo(f"{imported} imported, {already} already here, {len(quarantined)} quarantined.")
     if quarantined:
         raise Quarantined(
@@ -535,12 +680,21 @@ def hq_verify(
 @hq_group.command("export-receipts")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--all", "everything", is_flag=True, help="Also receipts exported before.")
+@click.option(
+    "--device",
+    metavar="NAME",
+    help="Only this device's receipts: the stick then says nothing about other monitors.",
+)
 @PASSPHRASE_FILE
 @pass_state
 def hq_export_receipts(
-    state: CliState, folder: Path, everything: bool, passphrase_file: str | None
+    state: CliState,
+    folder: Path,
+    everything: bool,
+    device: str | None,
+    passphrase_file: str | None,
 ) -> None:
     """Write signed receipts for imported bundles to FOLDER, for the monitors."""
     with open_archive(state, passphrase_file) as archive:
-        count = export_receipts(archive, folder, include_exported=everything)
+        count = export_receipts(archive, folder, include_exported=everything, device=device)
     click.echo(f"Wrote {count} receipt(s) to {folder}.")

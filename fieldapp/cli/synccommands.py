@@ -1,9 +1,11 @@
-"""enroll, sync export | import-receipts | status: a monitor's side of moving data."""
+"""enroll, sync push | export | import-receipts | status: a monitor's side of moving data."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,8 +16,29 @@ from fieldapp.cli.session import open_store
 from fieldapp.cli.state import CliState, pass_state
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.store.syncbook import EnrolmentState
+from fieldapp.transfer import Progress
 from sync.enrol import enrol, read_enrolment_file
+from sync.push import DEFAULT_BUDGET_SECONDS, PushReport, push
+from sync.relayclient import describe
 from sync.usb import export_bundles, import_receipts
+
+RELAY_OPTION = click.option(
+    "--relay", metavar="URL", help="The relay's address, instead of the one HQ's file gave."
+)
+PROXY_OPTION = click.option(
+    "--proxy",
+    metavar="socks5h://HOST:PORT",
+    help="Send everything through this SOCKS5 proxy (Tor: socks5h://127.0.0.1:9050); "
+    "host names are resolved by the proxy.",
+)
+BUDGET_OPTION = click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_BUDGET_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep retrying a failing connection this long without progress, then give up.",
+)
 
 HQ_FINGERPRINT = click.option(
     "--hq-fingerprint",
@@ -69,6 +92,85 @@ def sync_group() -> None:
     """Move sealed bundles to HQ and bring HQ's receipts back."""
 
 
+class TerminalProgress:
+    """A click progress bar on stderr for the relay transfer (only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._total = 0
+        self._shown = 0
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.transfer != "relay" or progress.total <= 0:
+            return
+        if self._bar is None or progress.total != self._total:
+            self.close()
+            self._bar = click.progressbar(
+                length=progress.total, label="To the relay", file=sys.stderr, show_pos=False
+            )
+            self._bar.__enter__()
+            self._total, self._shown = progress.total, 0
+        self._bar.update(progress.done - self._shown)
+        self._shown = progress.done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def push_summary(report: PushReport) -> str:
+    extra = []
+    if report.resumed:
+        extra.append(f"{report.resumed} resumed")
+    if report.retries:
+        extra.append(f"{report.retries} retries")
+    resent = max(0, report.bytes_sent - report.bytes)
+    if resent:
+        extra.append(f"{resent} bytes sent again")
+    details = f" ({', '.join(extra)})" if extra else ""
+    sealed = f"Sealed {report.sealed} new bundle(s). " if report.sealed else ""
+    return (
+        f"{sealed}Sent {report.uploaded} bundle(s), {report.bytes} bytes, to the relay at "
+        f"{report.relay}{details}; {report.receipts} receipt(s) read, {report.confirmed} "
+        f"bundle(s) newly confirmed by HQ; HQ keys at version {report.trust_version}"
+        + (f" ({report.statements} new statement(s))." if report.statements else ".")
+    )
+
+
+@sync_group.command("push")
+@RELAY_OPTION
+@PROXY_OPTION
+@BUDGET_OPTION
+@PASSPHRASE_FILE
+@pass_state
+def sync_push(
+    state: CliState,
+    relay: str | None,
+    proxy: str | None,
+    budget: float,
+    passphrase_file: str | None,
+) -> None:
+    """Seal what is ready, send it to the relay, and bring HQ's receipts and keys back."""
+    bar = TerminalProgress() if sys.stderr.isatty() else None
+    with open_store(state, passphrase_file) as store:
+        try:
+            report = push(
+                store,
+                relay=relay,
+                proxy=proxy,
+                progress=bar or (lambda _p: None),
+                clock=state.clock,
+                budget_seconds=budget,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(push_summary(report))
+
+
 @sync_group.command("export")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--again", is_flag=True, help="Also copy bundles exported before but not confirmed.")
@@ -105,7 +207,8 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
         book = store.sync_book
         enrolment = book.enrolment()
         bundles = book.bundles()
-        status = {
+        relay = book.relay_state()
+        status: dict[str, Any] = {
             "enrolled": enrolment is not None,
             "device_name": None if enrolment is None else enrolment.device_name,
             "queued": len(book.ready()),
@@ -114,14 +217,23 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
                 b.exported_at is None and b.uploaded_at is None and b.confirmed_at is None
                 for b in bundles
             ),
+            "uploaded": sum(b.uploaded_at is not None for b in bundles),
             "unconfirmed": sum(b.confirmed_at is None for b in bundles),
             "confirmed": sum(b.confirmed_at is not None for b in bundles),
+            "relay": None
+            if enrolment is None or enrolment.relay is None
+            else describe(enrolment.relay),
+            "relay_pinned": enrolment is not None and enrolment.relay_pin is not None,
+            "last_push_at": relay.last_push_at,
+            "last_error": relay.last_error,
+            "last_error_at": relay.last_error_at,
         }
     if as_json:
         click.echo(json.dumps(status))
         return
     for key, value in status.items():
-        click.echo(f"{key.replace('_', ' ')}: {value}")
+        shown = "-" if value is None else str(value).lower() if isinstance(value, bool) else value
+        click.echo(f"{key.replace('_', ' ')}: {shown}")
 
 
 @sync_group.command("settings")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Self
 
 from crypto.attachment import Encrypted, FileKey
@@ -30,7 +30,13 @@ from crypto.revisions import Revision
 from crypto.statements import HqTrust, verify_hq_chain
 from fieldapp.domain import Testimony, Vocabulary, testimony_from_bytes
 from fieldapp.domain.errors import ValidationError
-from fieldapp.hq.errors import DeviceExists, DeviceNotFound, ImportRefused, Refusal
+from fieldapp.hq.errors import (
+    AttachmentVanished,
+    DeviceExists,
+    DeviceNotFound,
+    ImportRefused,
+    Refusal,
+)
 from fieldapp.hq.vault import HqUnlocked
 from fieldapp.store import attachments as files
 from fieldapp.store.database import (
@@ -40,7 +46,12 @@ from fieldapp.store.database import (
     integrity_problems,
     transaction,
 )
-from fieldapp.store.errors import AmbiguousId, DatabaseDamaged, RecordNotFound, StoreClosed
+from fieldapp.store.errors import (
+    AmbiguousId,
+    DatabaseDamaged,
+    RecordNotFound,
+    StoreClosed,
+)
 from fieldapp.store.home import Home
 from fieldapp.store.textsearch import match_expression, testimony_index_text
 from fieldapp.store.vault import Clock, utc_now
@@ -169,6 +180,22 @@ _SUMMARY = (
     "t.id, t.seq, t.device_name, t.status, t.taken_at, t.incident_text, t.place,"
     " t.violations, t.witness_code, t.updated_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Where HQ's relay is and the credentials for it, kept inside the encrypted archive.
+
+    ``hq_token`` lists, downloads and deletes blobs and publishes receipts and
+    statements; ``upload_token`` is the deployment's shared token, written into
+    every enrolment file. Neither appears in ``repr``.
+    """
+
+    url: str
+    hq_token: str = field(repr=False)
+    upload_token: str = field(repr=False)
+    pin: str | None
+    updated_at: str
 
 
 def _summary(row: Any) -> HqSummary:
@@ -317,8 +344,18 @@ class HqArchive:
 
     # ------------------------------------------------------------------ devices
 
-    def new_enrolment(self, name: str, *, relay: str | None = None) -> Enrolment:
-        """A fresh enrolment for a device called ``name`` (not recorded yet)."""
+    def new_enrolment(
+        self,
+        name: str,
+        *,
+        relay: str | None = None,
+        relay_pin: str | None = None,
+        upload_token: str | None = None,
+    ) -> Enrolment:
+        """A fresh enrolment for a device called ``name`` (not recorded yet).
+
+        Raises ValueError if a relay field is invalid (see crypto.enrolment).
+        """
         if self._query("SELECT 1 FROM devices WHERE name = ?", (name,)):
             raise DeviceExists
         return Enrolment(
@@ -329,6 +366,8 @@ class HqArchive:
             hq_statements=tuple(self.statements()),
             issued_at=int(self._clock().timestamp()),
             relay=relay,
+            relay_pin=relay_pin,
+            upload_token=upload_token,
         )
 
     def record_enrolment(self, enrolment: Enrolment) -> None:
@@ -688,6 +727,11 @@ class HqArchive:
 
     def _add_attachments(self, c: Connection, incoming: IncomingBundle, now: str) -> None:
         for a in incoming.attachments:
+            # Written before this transaction; another HQ process's orphan sweep may
+            # have removed it if the import ran long. Never sign a receipt for a file
+            # HQ does not hold: fail, and the import is simply run again.
+            if not (self.home.attachments / a.stored_name).is_file():
+                raise AttachmentVanished
             row = c.execute(
                 "SELECT testimony_id, sha256 FROM attachments WHERE id = ?", (a.attachment_id,)
             ).fetchone()
@@ -875,13 +919,27 @@ class HqArchive:
 
     # ------------------------------------------------------------------ receipts
 
-    def receipts(self, *, include_exported: bool = False) -> list[tuple[bytes, bytes]]:
-        """(bundle id, signed receipt) for bundles whose receipt has not left HQ yet."""
-        where = "" if include_exported else "WHERE receipt_exported_at IS NULL"
+    def receipts(
+        self, *, include_exported: bool = False, device: str | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """(bundle id, signed receipt) for bundles whose receipt has not left HQ yet.
+
+        ``device`` keeps to one device's bundles: a stick going to one monitor
+        then carries nothing about the others.
+        """
+        if device is not None:
+            self.device(device)  # DeviceNotFound for a name HQ never enrolled
+        conditions = [] if include_exported else ["receipt_exported_at IS NULL"]
+        args: list[object] = []
+        if device is not None:
+            conditions.append("device_name = ?")
+            args.append(device)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         return [
             (bytes(b), bytes(r))
             for b, r in self._query(
-                f"SELECT bundle_id, receipt FROM bundles {where} ORDER BY rowid"  # noqa: S608
+                f"SELECT bundle_id, receipt FROM bundles {where} ORDER BY rowid",  # noqa: S608
+                args,
             )
         ]
 
@@ -892,6 +950,66 @@ class HqArchive:
                 "UPDATE bundles SET receipt_exported_at = coalesce(receipt_exported_at, ?)"
                 " WHERE bundle_id = ?",
                 [(now, b) for b in bundle_ids],
+            )
+
+    def receipts_to_publish(self) -> list[tuple[bytes, bytes]]:
+        """(bundle id, signed receipt) for bundles whose receipt the relay has not had yet."""
+        return [
+            (bytes(b), bytes(r))
+            for b, r in self._query(
+                "SELECT bundle_id, receipt FROM bundles WHERE receipt_published_at IS NULL"
+                " ORDER BY rowid"
+            )
+        ]
+
+    def mark_receipts_published(self, bundle_ids: Sequence[bytes]) -> None:
+        now = self._now()
+        with self._write() as c:
+            c.executemany(
+                "UPDATE bundles SET receipt_published_at = coalesce(receipt_published_at, ?)"
+                " WHERE bundle_id = ?",
+                [(now, b) for b in bundle_ids],
+            )
+
+    # ------------------------------------------------------------------ the relay
+
+    def relay_config(self) -> RelayConfig | None:
+        rows = self._query(
+            "SELECT url, hq_token, upload_token, pin, updated_at FROM relay_config WHERE id = 1"
+        )
+        if not rows:
+            return None
+        url, hq_token, upload_token, pin, updated = rows[0]
+        return RelayConfig(str(url), str(hq_token), str(upload_token), pin, str(updated))
+
+    def set_relay_config(
+        self, url: str, *, hq_token: str, upload_token: str, pin: str | None
+    ) -> RelayConfig:
+        """Keep (or replace) the relay's address, pin and tokens. The caller validated them."""
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO relay_config (id, url, hq_token, upload_token, pin, updated_at)"
+                " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
+                " hq_token = excluded.hq_token, upload_token = excluded.upload_token,"
+                " pin = excluded.pin, updated_at = excluded.updated_at",
+                (url, hq_token, upload_token, pin, self._now()),
+            )
+        config = self.relay_config()
+        if config is None:  # pragma: no cover -- just written
+            raise DatabaseDamaged
+        return config
+
+    def pulled_outcome(self, blob_id: str) -> str | None:
+        """What became of a blob pulled from the relay before: imported, already, quarantined."""
+        rows = self._query("SELECT outcome FROM pulled_blobs WHERE blob_id = ?", (blob_id,))
+        return None if not rows else str(rows[0][0])
+
+    def record_pulled(self, blob_id: str, outcome: str) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO pulled_blobs (blob_id, outcome, pulled_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (blob_id) DO NOTHING",
+                (blob_id, outcome, self._now()),
             )
 
 

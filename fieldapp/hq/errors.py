@@ -48,3 +48,16 @@ class DeviceNotFound(FieldappError):
 
     def __init__(self) -> None:
         super().__init__("No device is enrolled under that name; see `fieldapp hq devices`.")
+
+
+class AttachmentVanished(FieldappError):
+    """A file written during this import was gone before the import could commit."""
+
+    exit_code = ExitCode.IO
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An attachment written during this import was removed before it was recorded "
+            "(another HQ command cleaned up what looked like an interrupted import). Nothing "
+            "from that bundle was imported and no receipt was signed; run the import again."
+        )

@@ -140,4 +140,23 @@ HQ_MIGRATIONS: tuple[str, ...] = (
         prefix = '1 2'
     );
     """,
+    # 2: the relay (docs/hq.md, "Pulling from the relay"): its address, pin and the two
+    # tokens, kept only here inside the encrypted archive; which receipts were
+    # published there, and what became of each blob pulled from it.
+    """
+    CREATE TABLE relay_config (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        url          TEXT NOT NULL,
+        hq_token     TEXT NOT NULL,
+        upload_token TEXT NOT NULL,
+        pin          TEXT,
+        updated_at   TEXT NOT NULL
+    ) STRICT;
+    ALTER TABLE bundles ADD COLUMN receipt_published_at TEXT;
+    CREATE TABLE pulled_blobs (
+        blob_id   TEXT PRIMARY KEY,
+        outcome   TEXT NOT NULL CHECK (outcome IN ('imported', 'already', 'quarantined')),
+        pulled_at TEXT NOT NULL
+    ) STRICT;
+    """,
 )

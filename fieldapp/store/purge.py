@@ -14,6 +14,9 @@ freed content inside the encrypted file.
 
 from __future__ import annotations
 
+import contextlib
+
+from fieldapp.domain import ValidationError, testimony_from_bytes
 from fieldapp.store.database import Connection
 
 SETTING = "remove_confirmed"
@@ -29,6 +32,16 @@ def purge_content(c: Connection, record_id: str, now: str) -> list[str]:
         "INSERT INTO purged (testimony_id, purged_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (record_id, now),
     )
+    # Every witness the testimony ever named (a corrected code too), read before
+    # the payloads are emptied.
+    witnesses = set()
+    for (payload,) in c.execute(
+        "SELECT payload FROM revisions WHERE testimony_id = ?", (record_id,)
+    ).fetchall():
+        with contextlib.suppress(ValidationError):
+            code = testimony_from_bytes(bytes(payload)).witness_code
+            if code is not None:
+                witnesses.add(code)
     c.execute("UPDATE revisions SET payload = X'' WHERE testimony_id = ?", (record_id,))
     row = c.execute(
         "SELECT search_rowid, witness_code FROM testimonies WHERE id = ?", (record_id,)
@@ -39,13 +52,14 @@ def purge_content(c: Connection, record_id: str, now: str) -> list[str]:
         c.execute("INSERT INTO search (search, rank) VALUES ('secure-delete', 1)")
         c.execute("DELETE FROM search WHERE rowid = ?", (row[0],))
         c.execute("INSERT INTO search (search, rank) VALUES ('secure-delete', 0)")
-    witness = None if row is None else row[1]
+    if row is not None and row[1] is not None:
+        witnesses.add(str(row[1]))
     c.execute(
         "UPDATE testimonies SET incident_start = NULL, incident_text = '', place = '',"
         " violations = '', witness_code = NULL, search_rowid = NULL WHERE id = ?",
         (record_id,),
     )
-    if witness is not None:
+    for witness in sorted(witnesses):
         c.execute(
             "DELETE FROM witness_identities WHERE witness_code = ? AND NOT EXISTS"
             " (SELECT 1 FROM testimonies WHERE witness_code = ?)",

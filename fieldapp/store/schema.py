@@ -186,6 +186,18 @@ MIGRATIONS: tuple[str, ...] = (
     )
     BEGIN SELECT RAISE(ABORT, 'revisions are append-only'); END;
     """,
+    # 7: network sync with the relay (docs/sync.md, "Pushing to the relay"): where
+    # reading HQ's receipts from the relay goes on, and how the last push went.
+    """
+    CREATE TABLE relay_state (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        receipts_cursor INTEGER NOT NULL DEFAULT 0 CHECK (receipts_cursor >= 0),
+        last_push_at    TEXT,
+        last_error      TEXT,
+        last_error_at   TEXT
+    ) STRICT;
+    INSERT INTO relay_state (id) VALUES (1);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

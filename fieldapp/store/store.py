@@ -64,6 +64,7 @@ _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower cas
 ID_CHARS = 20  # 100 random bits: unique across every device of a deployment
 MIN_PREFIX = 4
 PAGE = 50
+_LEFT_DEVICE = frozenset({Status.SENT, Status.CONFIRMED})
 SEARCH_WINDOW = 2000
 
 
@@ -235,11 +236,39 @@ class FieldStore:
         identity: ProtectedIdentity | None = None,
         attach: Iterable[Path] = (),
     ) -> StoredTestimony:
-        """Save a new revision of ``record_id``; nothing is written if nothing changed."""
+        """Save a new revision of ``record_id``; nothing is written if nothing changed.
+
+        Changing the content of a sent or confirmed testimony reopens it as a
+        draft (or ready, if asked): the correction must travel to HQ again, and
+        the receipt for the bundle that left before must not confirm it.
+        """
         current = self.get(record_id)
-        if testimony.status is not current.testimony.status:
-            check_transition(current.testimony.status, testimony.status)
-        return self._save(current.id, current, testimony, identity, list(attach))
+        files_to_add = list(attach)
+        old = current.testimony.status
+        if old in _LEFT_DEVICE and self._changes_content(
+            current, testimony, identity, files_to_add
+        ):
+            old = Status.DRAFT
+            if testimony.status in _LEFT_DEVICE:
+                testimony = dataclasses.replace(testimony, status=Status.DRAFT)
+        if testimony.status is not old:
+            check_transition(old, testimony.status)
+        return self._save(current.id, current, testimony, identity, files_to_add)
+
+    def _changes_content(
+        self,
+        current: StoredTestimony,
+        testimony: Testimony,
+        identity: ProtectedIdentity | None,
+        attach: list[Path],
+    ) -> bool:
+        """True if saving ``testimony`` would change more than its status."""
+        if attach or (identity is not None and identity != current.identity):
+            return True
+        same_status = dataclasses.replace(
+            testimony, status=current.testimony.status, recorded_by=self.recorded_by
+        )
+        return canonical_bytes(same_status) != canonical_bytes(current.testimony)
 
     def set_status(self, record_id: str, status: Status) -> StoredTestimony:
         current = self.get(record_id)

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -66,6 +67,16 @@ class EnrolmentState:
     @property
     def hq_root(self) -> RootVerifyKey:
         return self.trust.root
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState:
+    """How network sync with the relay stands: where reading receipts goes on, the last push."""
+
+    receipts_cursor: int
+    last_push_at: str | None
+    last_error: str | None
+    last_error_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +203,108 @@ class SyncBook:
             raise DatabaseDamaged
         return state
 
+    def advance_trust(
+        self, trust: HqTrust, statements: Sequence[tuple[int, bytes]], clock_floor: int
+    ) -> EnrolmentState:
+        """Keep a trust state verified from the current one through ``statements``.
+
+        The new trust, the statements (by version) and the raised clock floor are
+        written in one transaction, so a crash leaves the old state or the new
+        one whole. The caller verified the chain (crypto.statements.verify_hq_chain);
+        this only refuses to go backwards.
+        """
+        if trust.box is None or trust.protection is None or trust.expires_at is None:
+            raise ValueError("a trust state after enrolment always certifies HQ keys")
+        store = self._store
+        with store._lock, transaction(store._connection()) as c:
+            row = c.execute(
+                "SELECT trust_version, clock_floor FROM enrolment WHERE id = 1"
+            ).fetchone()
+            if row is None:
+                raise DatabaseDamaged
+            if trust.version <= int(row[0]):
+                raise ValueError("the new trust state must have a higher version")
+            c.execute(
+                "UPDATE enrolment SET hq_root = ?, trust_version = ?, box_key = ?,"
+                " protection_key = ?, expires_at = ?, root_expires_at = ?, clock_floor = ?"
+                " WHERE id = 1",
+                (
+                    trust.root.raw,
+                    trust.version,
+                    trust.box.raw,
+                    trust.protection.raw,
+                    trust.expires_at,
+                    trust.root_expires_at,
+                    max(int(row[1]), clock_floor),
+                ),
+            )
+            c.executemany(
+                "INSERT INTO hq_statements (version, statement) VALUES (?, ?)"
+                " ON CONFLICT (version) DO NOTHING",
+                list(statements),
+            )
+        state = self.enrolment()
+        if state is None:  # pragma: no cover -- just written
+            raise DatabaseDamaged
+        return state
+
+    def hq_statements(self) -> list[bytes]:
+        """The HQ statements this device holds, version 1 first."""
+        return [
+            bytes(r[0])
+            for r in self._store._query("SELECT statement FROM hq_statements ORDER BY version")
+        ]
+
+    # ------------------------------------------------------------ the relay
+
+    def relay_state(self) -> RelayState:
+        rows = self._store._query(
+            "SELECT receipts_cursor, last_push_at, last_error, last_error_at"
+            " FROM relay_state WHERE id = 1"
+        )
+        if not rows:
+            raise DatabaseDamaged
+        cursor, pushed, error, error_at = rows[0]
+        return RelayState(int(cursor), pushed, error, error_at)
+
+    def set_receipts_cursor(self, cursor: int) -> None:
+        """Remember how far the relay's receipts have been read (never backwards)."""
+        if cursor < 0:
+            raise ValueError("a receipts cursor is never negative")
+        store = self._store
+        with store._lock, transaction(store._connection()) as c:
+            c.execute(
+                "UPDATE relay_state SET receipts_cursor = max(receipts_cursor, ?) WHERE id = 1",
+                (cursor,),
+            )
+
+    def record_push(self, error: str | None) -> None:
+        """Note that a push ended now, and how: ``error`` is its one-line message, or None."""
+        store = self._store
+        now = store._now()
+        with store._lock, transaction(store._connection()) as c:
+            if error is None:
+                c.execute(
+                    "UPDATE relay_state SET last_push_at = ?, last_error = NULL,"
+                    " last_error_at = NULL WHERE id = 1",
+                    (now,),
+                )
+            else:
+                c.execute(
+                    "UPDATE relay_state SET last_error = ?, last_error_at = ? WHERE id = 1",
+                    (error, now),
+                )
+
+    def mark_uploaded(self, bundle_ids: Sequence[bytes]) -> None:
+        """The relay holds these bundles, whole (it checked their hash)."""
+        store = self._store
+        now = store._now()
+        with store._lock, transaction(store._connection()) as c:
+            c.executemany(
+                "UPDATE bundles SET uploaded_at = coalesce(uploaded_at, ?) WHERE bundle_id = ?",
+                [(now, b) for b in bundle_ids],
+            )
+
     # ------------------------------------------------------------ building
 
     def ready(self) -> list[str]:
@@ -221,7 +334,9 @@ class SyncBook:
         )
         return BundleMaterial(
             testimony_id=current.id,
-            seq=current.seq,
+            # The chain as read, not the head read a moment before it: an edit
+            # in between must not be taken as bundled.
+            seq=revisions[-1].seq,
             revisions=tuple((r, str(times[r.seq])) for r in revisions),
             attachments=tuple((str(i), int(s), bytes.fromhex(h)) for i, s, h in pending),
             witness_code=current.testimony.witness_code,
@@ -283,15 +398,20 @@ class SyncBook:
                 " SET sent_seq = max(sent_seq, excluded.sent_seq)",
                 (material.testimony_id, material.seq),
             )
-            self._bookkeeping(c, material.testimony_id, Status.READY, Status.SENT, now)
+            # Marked sent only if nothing was saved since the bundle was read (an edit
+            # while a large bundle was sealing stays queued, and travels next time).
+            self._bookkeeping(
+                c, material.testimony_id, Status.READY, Status.SENT, now, head=material.seq
+            )
 
     def _bookkeeping(
-        self, c: Connection, record_id: str, old: Status, new: Status, now: str
+        self, c: Connection, record_id: str, old: Status, new: Status, now: str, *, head: int
     ) -> bool:
-        """Append a status-only revision ``old`` -> ``new`` if the testimony is still ``old``."""
+        """Append a status-only revision ``old`` -> ``new`` if the testimony is still
+        ``old`` and its newest revision is still ``head``."""
         store = self._store
         current = store.get(record_id)
-        if current.testimony.status is not old:
+        if current.testimony.status is not old or current.seq != head:
             return False
         testimony = dataclasses.replace(current.testimony, status=new)
         store._append(
@@ -311,11 +431,20 @@ class SyncBook:
 
     def bundles(self, *, unconfirmed_only: bool = False) -> list[OutgoingBundle]:
         where = "WHERE confirmed_at IS NULL" if unconfirmed_only else ""
+        return self._bundles(where, ())
+
+    def bundle(self, bundle_id: bytes) -> OutgoingBundle | None:
+        """One bundle by id (its primary key), or None."""
+        found = self._bundles("WHERE bundle_id = ?", (bundle_id,))
+        return found[0] if found else None
+
+    def _bundles(self, where: str, args: tuple[object, ...]) -> list[OutgoingBundle]:
         return [
             OutgoingBundle(bytes(b), str(f), str(t), int(q), int(s), str(c), e, u, k)
             for b, f, t, q, s, c, e, u, k in self._store._query(
                 "SELECT bundle_id, file_name, testimony_id, seq, size, created_at,"  # noqa: S608
-                f" exported_at, uploaded_at, confirmed_at FROM bundles {where} ORDER BY rowid"
+                f" exported_at, uploaded_at, confirmed_at FROM bundles {where} ORDER BY rowid",
+                args,
             )
         ]
 
@@ -327,6 +456,32 @@ class SyncBook:
                 "UPDATE bundles SET exported_at = coalesce(exported_at, ?) WHERE bundle_id = ?",
                 [(now, b) for b in bundle_ids],
             )
+
+    def _confirm_testimony(self, c: Connection, record_id: str, now: str) -> bool:
+        """Mark a testimony confirmed if HQ now holds all of it; True if it was.
+
+        All of it: its newest bundle is confirmed and nothing was saved after that
+        bundle but its *sent* mark (an older bundle's receipt never confirms a newer
+        change), and every attachment arrived in a bundle HQ confirmed (attachments
+        travel once, so a lost first bundle means HQ lacks them).
+        """
+        latest = c.execute(
+            "SELECT seq, confirmed_at FROM bundles WHERE testimony_id = ?"
+            " ORDER BY seq DESC, rowid DESC LIMIT 1",
+            (record_id,),
+        ).fetchone()
+        if latest is None or latest[1] is None:
+            return False
+        missing = c.execute(
+            "SELECT 1 FROM attachments a LEFT JOIN bundles b ON b.bundle_id = a.bundle_id"
+            " WHERE a.testimony_id = ? AND b.confirmed_at IS NULL LIMIT 1",
+            (record_id,),
+        ).fetchone()
+        if missing is not None:
+            return False
+        return self._bookkeeping(
+            c, record_id, Status.SENT, Status.CONFIRMED, now, head=int(latest[0]) + 1
+        )
 
     def confirm(self, bundle_id: bytes, payload_sha256: bytes) -> OutgoingBundle | None:
         """Apply HQ's (verified) receipt. Returns the bundle if this confirmed it just now.
@@ -354,21 +509,12 @@ class SyncBook:
                 " SET confirmed_seq = max(confirmed_seq, excluded.confirmed_seq)",
                 (tid, seq),
             )
-            later = c.execute(
-                "SELECT 1 FROM bundles WHERE testimony_id = ? AND seq > ? AND confirmed_at IS NULL",
-                (tid, seq),
-            ).fetchone()
             removed: list[str] = []
-            # An older bundle's receipt does not confirm a newer change.
-            if (
-                later is None
-                and self._bookkeeping(c, str(tid), Status.SENT, Status.CONFIRMED, now)
-                and purge.is_enabled(c)
-            ):
+            if self._confirm_testimony(c, str(tid), now) and purge.is_enabled(c):
                 removed = store.purge_confirmed(c, str(tid), now)
         store.remove_attachment_files(removed)
-        found = [b for b in self.bundles() if b.bundle_id == bundle_id]
-        if found:  # HQ holds it: the sealed copy has nothing left to do here
+        found = self.bundle(bundle_id)
+        if found is not None:  # HQ holds it: the sealed copy has nothing left to do here
             with contextlib.suppress(OSError):
-                (store.home.outbox / found[0].file_name).unlink()
-        return found[0] if found else None
+                (store.home.outbox / found.file_name).unlink()
+        return found

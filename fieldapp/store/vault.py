@@ -170,10 +170,13 @@ def panic(home: Home) -> float:
     for path in home.database_files():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    if home.attachments.is_dir():
-        for entry in home.attachments.iterdir():
+    # Sealed bundles too: the device cannot open them, but whoever ever holds an
+    # HQ box key could, and their presence alone says what this laptop was for.
+    for folder in (home.attachments, home.outbox):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
             with contextlib.suppress(OSError):
-                entry.unlink()
-        with contextlib.suppress(OSError):
-            home.attachments.rmdir()
+                folder.rmdir()
     return time.monotonic() - start

@@ -140,6 +140,28 @@ class Hq:
     def import_(self, path: Path) -> Result:
         return self.run("hq", "import", path)
 
+    def relay_config(
+        self,
+        url: str,
+        *,
+        upload_token: str,
+        hq_token: str,
+        pin: str | None = None,
+        folder: Path | None = None,
+    ) -> Result:
+        """``hq relay-config`` with the tokens in files beside the HQ home (never in argv)."""
+        folder = folder or self.home.parent
+        hq_file = _write_secret(folder / "hq-token", hq_token)
+        upload_file = _write_secret(folder / "upload-token", upload_token)
+        args: list[str | Path] = ["hq", "relay-config", "--relay", url]
+        args += ["--hq-token-file", hq_file, "--upload-token-file", upload_file]
+        if pin is not None:
+            args += ["--pin", pin]
+        return self.run(*args)
+
+    def pull(self, *extra: str | Path) -> Result:
+        return self.run("hq", "pull", "--budget", "20", *extra)
+
     def testimonies(self) -> list[dict[str, Any]]:
         value = self.ok("hq", "list", "--json").json()
         assert isinstance(value, list)
@@ -297,6 +319,11 @@ class Monitor:
         found = re.search(r"Exported (\d+) bundle", out)
         assert found is not None, out
         return int(found.group(1))
+
+    def push(self, *extra: str | Path) -> Result:
+        """``sync push`` (a short retry budget unless ``extra`` gives one)."""
+        budget = () if "--budget" in extra else ("--budget", "20")
+        return self.run("sync", "push", *budget, *extra)
 
     def status(self, record_id: str) -> str:
         value = self.ok("record", "show", record_id, "--json").json()

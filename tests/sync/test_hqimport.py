@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -802,6 +803,8 @@ def test_a_rebuilt_bundle_never_duplicates(
     [interrupted] = list(outbox.iterdir())
     kept = world.root / "interrupted.fabundle"
     shutil.copy(interrupted, kept)  # it reached the USB stick before the crash
+    an_hour_ago = time.time() - 3601  # younger files may be another build's, still recording
+    os.utime(interrupted, (an_hour_ago, an_hour_ago))
     [rebuilt] = m.build()
     assert not interrupted.exists()  # the unrecorded file is removed by the rebuild
     bundles = [kept, rebuilt] if order == "interrupted-first" else [rebuilt, kept]
