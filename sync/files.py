@@ -23,8 +23,12 @@ class UnsafeFolder(FieldappError):
     exit_code = ExitCode.IO
 
 
-def checked_folder(folder: Path) -> Path:
-    """``folder`` if it is a real, writable directory (not a symlink). Raises UnsafeFolder."""
+def checked_folder(folder: Path, *, write: bool = True) -> Path:
+    """``folder`` if it is a real directory (not a symlink) we may list, and with
+    ``write`` also write into. Raises UnsafeFolder.
+
+    Reading alone (receipts from a write-protected stick) needs no write access.
+    """
     try:
         info = folder.lstat()
     except FileNotFoundError as e:
@@ -35,7 +39,9 @@ def checked_folder(folder: Path) -> Path:
         raise UnsafeFolder("The folder is a symlink; name the real folder.")
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafeFolder("That path is not a folder.")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise UnsafeFolder("The folder cannot be read; check the path and permissions.")
+    if write and not os.access(folder, os.W_OK):
         raise UnsafeFolder("The folder is not writable; check the USB stick or permissions.")
     return folder
 

@@ -7,9 +7,7 @@ back as one file per export, each receipt 144 bytes (crypto/receipts.py).
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,24 +47,8 @@ class StickIOError(FieldappError):
 
 
 def readable_folder(folder: Path) -> Path:
-    """``folder`` if it is a real directory (not a symlink) we may list. Raises UnsafeFolder.
-
-    Unlike ``checked_folder`` it does not ask for write access: receipts can be
-    read from a write-protected stick.
-    """
-    try:
-        info = folder.lstat()
-    except FileNotFoundError as e:
-        raise UnsafeFolder("The folder does not exist; create it or check the path.") from e
-    except OSError as e:
-        raise UnsafeFolder("The folder cannot be read; check the path and permissions.") from e
-    if stat.S_ISLNK(info.st_mode):
-        raise UnsafeFolder("The folder is a symlink; name the real folder.")
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafeFolder("That path is not a folder.")
-    if not os.access(folder, os.R_OK | os.X_OK):
-        raise UnsafeFolder("The folder cannot be read; check the path and permissions.")
-    return folder
+    """``folder`` if we may list it (receipts can come on a write-protected stick)."""
+    return checked_folder(folder, write=False)
 
 
 @dataclass(frozen=True, slots=True)

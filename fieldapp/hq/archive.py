@@ -47,17 +47,14 @@ from fieldapp.store.database import (
     transaction,
 )
 from fieldapp.store.errors import (
-    AmbiguousId,
     DatabaseDamaged,
     RecordNotFound,
     StoreClosed,
 )
 from fieldapp.store.home import Home
+from fieldapp.store.store import resolve_prefix
 from fieldapp.store.textsearch import match_expression, testimony_index_text
 from fieldapp.store.vault import Clock, utc_now
-
-_ID_ALPHABET = frozenset("0123456789abcdefghjkmnpqrstvwxyz")
-MIN_PREFIX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,18 +757,8 @@ class HqArchive:
     # ------------------------------------------------------------------ reading
 
     def resolve_id(self, text: str) -> str:
-        prefix = text.strip().lower()
-        if len(prefix) < MIN_PREFIX or not set(prefix) <= _ID_ALPHABET:
-            raise RecordNotFound
-        rows = self._query(
-            "SELECT id FROM testimonies WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-            (prefix, prefix + "~"),
-        )
-        if not rows:
-            raise RecordNotFound
-        if len(rows) > 1 and str(rows[0][0]) != prefix:
-            raise AmbiguousId
-        return str(rows[0][0])
+        """The full id of the testimony ``text`` names (a whole id or a unique prefix)."""
+        return resolve_prefix(text, self._query)
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM testimonies")[0][0])

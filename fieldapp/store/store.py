@@ -78,6 +78,26 @@ def new_record_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
     return "".join(_ID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(ID_CHARS)))
 
 
+def resolve_prefix(text: str, query: Callable[[str, Sequence[object]], list[Any]]) -> str:
+    """The full id in ``testimonies`` that ``text`` names: a whole id or a unique prefix.
+
+    Shared by the monitor's store and HQ's archive (same id format, same table
+    name). Raises RecordNotFound, AmbiguousId.
+    """
+    prefix = text.strip().lower()
+    if len(prefix) < MIN_PREFIX or any(ch not in _ID_ALPHABET for ch in prefix):
+        raise RecordNotFound
+    rows = query(
+        "SELECT id FROM testimonies WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+        (prefix, prefix + "~"),
+    )
+    if not rows:
+        raise RecordNotFound
+    if len(rows) > 1 and str(rows[0][0]) != prefix:
+        raise AmbiguousId
+    return str(rows[0][0])
+
+
 def _summary(row: Any) -> Summary:
     (rid, seq, status, taken_at, incident, place, violations, witness, updated) = row
     return Summary(
@@ -467,18 +487,7 @@ class FieldStore:
 
     def resolve_id(self, text: str) -> str:
         """The full id of the testimony ``text`` names (a whole id or a unique prefix)."""
-        prefix = text.strip().lower()
-        if len(prefix) < MIN_PREFIX or any(ch not in _ID_ALPHABET for ch in prefix):
-            raise RecordNotFound
-        rows = self._query(
-            "SELECT id FROM testimonies WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-            (prefix, prefix + "~"),
-        )
-        if not rows:
-            raise RecordNotFound
-        if len(rows) > 1 and str(rows[0][0]) != prefix:
-            raise AmbiguousId
-        return str(rows[0][0])
+        return resolve_prefix(text, self._query)
 
     @property
     def remove_confirmed(self) -> bool:
