@@ -128,6 +128,12 @@ class _Puller:
         after: str | None = None
         while True:
             page, more = self.backoff.call(partial(self.client.list_blobs, after=after))
+            ids = [b.id for b in page]
+            if ids != sorted(set(ids)) or (after is not None and ids and ids[0] <= after):
+                # Ids must advance, or a hostile relay could keep us listing forever.
+                raise RelayProtocolError(
+                    f"The relay at {self.client.name} listed its bundles out of order."
+                )
             blobs += page
             if not more or not page:
                 return blobs
@@ -193,6 +199,13 @@ class _Puller:
             outcome = import_file(self.archive, path)
         finally:
             _remove(path)
+        if outcome.refusal is not None and outcome.quarantined_as is None:
+            # The quarantine copy could not be written (disk full?): the relay's copy is
+            # the only one left, so it stays there and the next pull tries again.
+            self.report.failed.append(blob.id)
+            self.report.outcomes.append(outcome)
+            self.on_outcome(outcome)
+            return False
         if outcome.refusal is not None:
             kind = "quarantined"
             self.report.quarantined += 1

@@ -127,6 +127,10 @@ class _Pusher:
         self.chunk_size = chunk_size
         self.report = PushReport(relay=client.name)
         self.too_large = 0  # bundles the relay refused as too large: the rest go on
+        # Bundles whose upload the relay refused for reasons of their own (someone
+        # created an upload under the same id with another length, or kept spoiling
+        # it): one such bundle must not hold up the others, the receipts or the keys.
+        self.refused = 0
 
     def run(self) -> PushReport:
         self.backoff.start()
@@ -142,6 +146,12 @@ class _Pusher:
             raise RelayTooLarge(
                 f"{self.too_large} bundle(s) are too large for the relay at {self.client.name} "
                 f"and stay queued here: send them by USB (fieldapp sync export). The other "
+                f"{self.report.uploaded} were sent."
+            )
+        if self.refused:
+            raise RelayProtocolError(
+                f"The relay at {self.client.name} refused {self.refused} bundle(s); they stay "
+                f"queued here (send them by USB: fieldapp sync export). The other "
                 f"{self.report.uploaded} were sent."
             )
         if held_back is not None:
@@ -193,6 +203,12 @@ class _Pusher:
                 self.too_large += 1
                 done += size
                 continue
+            except RelayProtocolError as e:
+                if e.transient:
+                    raise
+                self.refused += 1
+                done += size
+                continue
             book.mark_uploaded([bundle.bundle_id])
             done += size
             self.report.uploaded += 1
@@ -228,8 +244,13 @@ class _Pusher:
                 if offset > 0:
                     self.report.resumed += 1
             else:
-                if new_offset > offset:
-                    backoff.progressed()
+                if new_offset <= offset:
+                    # An accepted body must move the offset; a relay that says otherwise
+                    # would have us send the same chunk forever.
+                    raise RelayProtocolError(
+                        f"The relay at {client.name} accepted a chunk without storing it."
+                    )
+                backoff.progressed()
                 offset = new_offset
             self.progress(Progress("relay", before + offset, total))
 
@@ -349,8 +370,14 @@ def push(
                 "to the relay; export to a USB stick instead, or ask HQ to set up the relay "
                 "before enrolling devices."
             )
+        # The device's own setting (sync settings --proxy) unless the command gives one:
+        # the UI's "Send to relay" goes through Tor too once it is set.
         with client_factory(
-            url, state.upload_token, pin=state.relay_pin, proxy=proxy, timeout=DEFAULT_TIMEOUT
+            url,
+            state.upload_token,
+            pin=state.relay_pin,
+            proxy=proxy or store.relay_proxy,
+            timeout=DEFAULT_TIMEOUT,
         ) as client:
             pusher = _Pusher(
                 store,

@@ -86,6 +86,10 @@ class RelayUnreachable(RelayError):
     transient = True
 
 
+class RelayNameNotFound(RelayError):
+    """The relay's name did not resolve: not retried (see _transport_error)."""
+
+
 class RelayPinMismatch(RelayError):
     pass
 
@@ -394,6 +398,14 @@ class RelayClient:
         self._token = token
         self.pin = None if pin is None else check_pin(pin)
         self.proxy = None if proxy is None else check_proxy_url(proxy)
+        host = (urllib.parse.urlsplit(self.url).hostname or "").lower()
+        if host.endswith(".onion") and self.proxy is None:
+            # Without Tor the name would go to the local resolver: a leak, and no route.
+            raise RelaySettingError(
+                "The relay is a Tor onion service: send through Tor with "
+                "--proxy socks5h://127.0.0.1:9050, or set it once with "
+                "fieldapp sync settings --proxy socks5h://127.0.0.1:9050."
+            )
         self._timeout = timeout
         self._client: httpx.Client | None = None
         self.name = describe(self.url)
@@ -491,6 +503,10 @@ class RelayClient:
             yield
         except httpx.TransportError as e:
             raise self._transport_error(e, what) from None
+        except httpx.DecodingError as e:
+            raise RelayProtocolError(
+                f"The relay at {self.name} sent an answer that cannot be decoded while {what}."
+            ) from e
         except httpx.InvalidURL as e:
             raise RelaySettingError("The relay address is not a valid URL.") from e
 
@@ -520,7 +536,9 @@ class RelayClient:
         if isinstance(error, httpx.TimeoutException):
             return RelayUnreachable(f"The relay at {self.name} timed out{via} while {what}.")
         if isinstance(error, httpx.ConnectError) and _caused_by(error, socket.gaierror):
-            return RelayUnreachable(
+            # Final, not retried: asking the resolver again and again for the relay's
+            # name is a signal to whoever watches the network, for nothing.
+            return RelayNameNotFound(
                 f"The relay at {self.name} cannot be reached: its name was not found "
                 "(no network, or a mistyped address)."
             )
@@ -581,8 +599,12 @@ class RelayClient:
         code = ""
         if r.headers.get("content-type", "").startswith("application/json"):
             try:
-                r.read()
-                value = json.loads(r.content[:4096]) if len(r.content) <= 4096 else {}
+                head = bytearray()
+                for block in r.iter_bytes():  # at most 4 KiB of an error: never all of it
+                    head += block
+                    if len(head) > 4096:
+                        break
+                value = json.loads(bytes(head)) if len(head) <= 4096 else {}
                 candidate = value.get("error") if isinstance(value, dict) else None
                 if isinstance(candidate, str) and _ERROR_CODE.fullmatch(candidate):
                     code = f" ({candidate})"
@@ -799,7 +821,9 @@ class RelayClient:
             raise self._bad_answer(what)
         cursor = self._int_header(answer, "Receipts-Cursor", what)
         more = answer.headers.get("Receipts-More", "0")
-        if more not in ("0", "1") or cursor < after:
+        # A cursor below ``after`` is allowed: a relay restored from backup, or a new
+        # one, answers with its own end. The device then reads on from there.
+        if more not in ("0", "1"):
             raise self._bad_answer(what)
         body = answer.body
         pieces = tuple(body[i : i + RECEIPT_BYTES] for i in range(0, len(body), RECEIPT_BYTES))

@@ -19,7 +19,7 @@ from fieldapp.store.syncbook import EnrolmentState
 from fieldapp.transfer import Progress
 from sync.enrol import enrol, read_enrolment_file
 from sync.push import DEFAULT_BUDGET_SECONDS, PushReport, push
-from sync.relayclient import describe
+from sync.relayclient import check_proxy_url, describe
 from sync.usb import export_bundles, import_receipts
 
 RELAY_OPTION = click.option(
@@ -243,14 +243,26 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
     help="on: once HQ confirms a testimony, remove its content from this device "
     "(a stub with its id and status stays).",
 )
+@click.option(
+    "--proxy",
+    metavar="socks5h://HOST:PORT|none",
+    help="Send every push, from the CLI and the UI, through this SOCKS5 proxy (Tor); "
+    "none: connect directly.",
+)
 @PASSPHRASE_FILE
 @pass_state
 def sync_settings(
-    state: CliState, remove_confirmed: str | None, passphrase_file: str | None
+    state: CliState, remove_confirmed: str | None, proxy: str | None, passphrase_file: str | None
 ) -> None:
-    """Show or change how this device treats testimony HQ has confirmed."""
+    """Show or change how this device sends, and treats testimony HQ has confirmed."""
+    if proxy is not None and proxy != "none":
+        proxy = check_proxy_url(proxy)
     with open_store(state, passphrase_file) as store:
         if remove_confirmed is not None:
             store.set_remove_confirmed(remove_confirmed == "on")
+        if proxy is not None:
+            store.set_relay_proxy(None if proxy == "none" else proxy)
         enabled = store.remove_confirmed
+        current = store.relay_proxy
     click.echo(f"remove confirmed: {'on' if enabled else 'off'}")
+    click.echo(f"proxy: {current or 'none (direct)'}")

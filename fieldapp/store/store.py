@@ -495,6 +495,23 @@ class FieldStore:
         with self._lock:
             return purge.is_enabled(self._connection())
 
+    @property
+    def relay_proxy(self) -> str | None:
+        """The SOCKS5 proxy every push goes through (Tor), if one is set."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'relay_proxy'")
+        return str(rows[0][0]) if rows else None
+
+    def set_relay_proxy(self, url: str | None) -> None:
+        with self._lock, transaction(self._connection()) as c:
+            if url is None:
+                c.execute("DELETE FROM meta WHERE key = 'relay_proxy'")
+            else:
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('relay_proxy', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (url,),
+                )
+
     def set_remove_confirmed(self, enabled: bool) -> None:
         with self._lock, transaction(self._connection()) as c:
             purge.set_enabled(c, enabled)

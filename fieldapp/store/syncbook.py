@@ -268,15 +268,16 @@ class SyncBook:
         return RelayState(int(cursor), pushed, error, error_at)
 
     def set_receipts_cursor(self, cursor: int) -> None:
-        """Remember how far the relay's receipts have been read (never backwards)."""
+        """Remember how far the relay's receipts have been read.
+
+        Usually forwards; backwards when the relay was restored from a backup or
+        replaced, and answered with its own, lower, end.
+        """
         if cursor < 0:
             raise ValueError("a receipts cursor is never negative")
         store = self._store
         with store._lock, transaction(store._connection()) as c:
-            c.execute(
-                "UPDATE relay_state SET receipts_cursor = max(receipts_cursor, ?) WHERE id = 1",
-                (cursor,),
-            )
+            c.execute("UPDATE relay_state SET receipts_cursor = ? WHERE id = 1", (cursor,))
 
     def record_push(self, error: str | None) -> None:
         """Note that a push ended now, and how: ``error`` is its one-line message, or None."""

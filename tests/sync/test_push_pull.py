@@ -42,6 +42,7 @@ from sync.relayclient import (
     RelayBusy,
     RelayClient,
     RelayError,
+    RelayNameNotFound,
     RelaySettingError,
     RelayTokenRefused,
     RelayUnreachable,
@@ -280,13 +281,16 @@ def test_final_errors_are_never_retried(fake_time: FakeTime) -> None:
 # ---------------------------------------------------------------- the monitor's bookkeeping
 
 
-def test_relay_state_starts_empty_and_the_cursor_never_goes_back(world: World) -> None:
+def test_relay_state_starts_empty_and_follows_a_restored_relays_cursor(world: World) -> None:
     book = world.monitor("m1").store.sync_book
     state = book.relay_state()
     assert (state.receipts_cursor, state.last_error, state.last_push_at) == (0, None, None)
     book.set_receipts_cursor(7)
-    book.set_receipts_cursor(3)
     assert book.relay_state().receipts_cursor == 7
+    # A relay restored from backup answers with its own, lower, end: read on from there,
+    # or every later push would fail and no receipt would ever arrive again.
+    book.set_receipts_cursor(3)
+    assert book.relay_state().receipts_cursor == 3
     book.record_push("The relay at http://x cannot be reached.")
     assert book.relay_state().last_error == "The relay at http://x cannot be reached."
     assert book.relay_state().last_push_at is None
@@ -473,3 +477,26 @@ def test_hq_relay_config_reads_tokens_from_files_and_never_prints_them(tmp_path:
     assert_ok(hq.run("hq", "enroll", "m2", "--out", other, "--relay", "https://onion.example"))
     fields = json.loads(base64.b64decode(json.loads(other.read_text())["body"]))
     assert (fields["relay"], fields["upload_token"]) == ("https://onion.example", TOKEN)
+
+
+def test_an_onion_relay_is_never_reached_without_a_proxy(world: World) -> None:
+    onion = "http://" + "a" * 56 + ".onion"
+    with pytest.raises(RelaySettingError, match="onion"):
+        RelayClient(onion, TOKEN)
+    RelayClient(onion, TOKEN, proxy="socks5h://127.0.0.1:9050").close()
+
+
+def test_the_devices_proxy_setting_carries_every_push(world: World) -> None:
+    """Set once, it is used by `sync push` and by the UI's "Send to relay" alike."""
+    monitor = relay_monitor(world, "m1", "http://relay.invalid:8080")
+    monitor.add()
+    dead = f"socks5h://127.0.0.1:{free_port()}"
+    monitor.store.set_relay_proxy(dead)
+    assert monitor.store.relay_proxy == dead
+    with pytest.raises(RelayUnreachable, match="SOCKS proxy"):
+        push(monitor.store, clock=now, budget_seconds=0.3)
+    monitor.store.set_relay_proxy(None)
+    assert monitor.store.relay_proxy is None
+    # Without the proxy the name is looked up locally, fails, and is not asked again.
+    with pytest.raises(RelayNameNotFound):
+        push(monitor.store, clock=now, budget_seconds=30)
