@@ -1229,7 +1229,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-silent",
         action="store_true",
-        help="skip the silent-cut resume cases (each waits the relay's body timeout, 60 s)",
+        help="skip the silent-cut resume cases (each waits the relay's takeover time, about 2 s)",
     )
     parser.add_argument(
         "--cases",

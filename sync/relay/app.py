@@ -143,6 +143,7 @@ def _lifespan(relay: Relay) -> Callable[[Starlette], contextlib.AbstractAsyncCon
         try:
             lock = await run_in_threadpool(lock_data_dir, relay.settings.data_dir)
             report = await run_in_threadpool(check_store, relay.settings.data_dir)
+            await run_in_threadpool(relay.blobs.load)
             await run_in_threadpool(relay.receipts.load)
         except RelaySetupError as e:
             log.error("%s", e.message)  # noqa: TRY400 -- the message is the whole story

@@ -42,13 +42,26 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def create_file(path: Path, data: bytes) -> None:
-    """Write a new file at ``path`` (never an existing one) and fsync it; no folder fsync."""
+def fsync_file(path: Path) -> None:
+    """fsync the file ``path`` (not a link): its data and size, not its folder's entry."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write a new file at ``path`` (never an existing one), fsynced unless ``sync`` is False.
+
+    Never a folder fsync: the caller decides whether the file's entry must be durable.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, FILE_MODE)
     try:
         write_all(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -74,6 +87,18 @@ def make_dir(path: Path) -> None:
     path.mkdir(mode=DIR_MODE)
     path.chmod(DIR_MODE, follow_symlinks=False)  # whatever the umask
     fsync_dir(path.parent)
+
+
+def move_to_trash(path: Path) -> Path:
+    """Rename the folder ``path`` to a dot-named sibling, in one step; returns the new path.
+
+    No folder fsync: a crash may undo the rename, which the caller must be able to
+    live with. Delete the trash with ``shutil.rmtree``; whatever a crash leaves of
+    it, the startup check removes. Raises OSError.
+    """
+    trash = path.parent / scratch_name("trash")
+    path.rename(trash)
+    return trash
 
 
 def remove_tree(path: Path) -> None:

@@ -5,6 +5,12 @@ or half-removed folders (dot-named), finishes an upload whose bytes were all
 received but not yet moved into ``blobs/`` (if they hash to its id; otherwise
 it is discarded), removes an upload that already became a blob, and leaves
 every other partial upload resumable at its file's size.
+
+Everything it keeps is made durable before the relay answers: the last process
+may have died (SIGKILL) with a rename or bytes written but not yet fsynced, which
+a later power cut could still take back, and the new process answers offsets and
+complete blobs from what it finds. So each resumable upload's data, description
+and folder are fsynced, then ``uploads/`` and ``blobs/``.
 """
 
 from __future__ import annotations
@@ -16,9 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sync.relay.errors import RelaySetupError
-from sync.relay.fsio import DIR_MODE, fsync_dir, is_scratch, make_dir, remove_scratch, remove_tree
+from sync.relay.fsio import (
+    DIR_MODE,
+    fsync_dir,
+    fsync_file,
+    is_scratch,
+    make_dir,
+    remove_scratch,
+    remove_tree,
+)
 from sync.relay.ids import is_blob_id
-from sync.relay.storage import DATA, read_meta
+from sync.relay.storage import DATA, META, read_meta
 from sync.relay.uploads import hash_file
 
 FOLDERS = ("blobs", "uploads", "receipts", "statements")
@@ -81,6 +95,8 @@ def check_store(data_dir: Path) -> RecoveryReport:
         resumable += outcome == "resumable"
         finished += outcome == "finished"
         removed += outcome == "removed"
+    fsync_dir(uploads)
+    fsync_dir(data_dir / "blobs")
     return RecoveryReport(scratch, resumable, finished, removed)
 
 
@@ -102,6 +118,9 @@ def _check_upload(data_dir: Path, folder: Path) -> str:
             os.fsync(f.fileno())
         size = length
     if size < length:
+        fsync_file(folder / DATA)
+        fsync_file(folder / META)
+        fsync_dir(folder)
         return "resumable"
     if hash_file(folder / DATA) != folder.name:
         remove_tree(folder)

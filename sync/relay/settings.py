@@ -52,6 +52,10 @@ class RelaySettings:
     upload_expiry: timedelta = timedelta(days=7)  # an upload untouched that long
     sweep_interval: timedelta = timedelta(hours=1)
     body_timeout_seconds: float = 60.0  # a body that sends nothing for that long is cut
+    # A PATCH that has received nothing for that long is stopped when another request
+    # for its upload comes (it keeps what it received), instead of holding the upload
+    # until body_timeout_seconds: the usual trace of a connection that died silently.
+    takeover_seconds: float = 2.0
 
 
 _MAX_COUNT: Final = 2**53  # far above any sane limit, and exact in a JSON number
@@ -79,6 +83,10 @@ def _seconds(value: float) -> timedelta:
     return timedelta(seconds=float(value))
 
 
+def _plain_seconds(value: float) -> float:
+    return _seconds(value).total_seconds()
+
+
 def _timeout(value: float) -> float:
     if value <= 0:
         raise ValueError("a timeout of 0 would cut every body")
@@ -102,6 +110,7 @@ _KEYS: Final[dict[str, tuple[str, Callable[[float], Any], Callable[[Any], float]
     "upload_expiry_days": ("upload_expiry", _days, lambda t: t.total_seconds() / _DAY_SECONDS),
     "sweep_interval_seconds": ("sweep_interval", _seconds, lambda t: t.total_seconds()),
     "body_timeout_seconds": ("body_timeout_seconds", _timeout, float),
+    "takeover_seconds": ("takeover_seconds", _plain_seconds, float),
 }
 
 

@@ -6,10 +6,23 @@ Layout under the data folder::
     uploads/<id>/upload.json   a pending upload: {"version": 1, "length": N, "sha256": id}
     uploads/<id>/data          the bytes received so far: the offset is its size
 
-An upload is created as a dot-named folder and renamed into place, so it exists
+An upload is built as a dot-named folder and renamed into place, so it exists
 whole or not at all. It completes by renaming ``data`` to ``blobs/<id>`` and
 then removing its folder; the startup check (``recovery.py``) finishes or
 removes whatever a crash left in between. Blocking: call from a worker thread.
+
+Durability: an answer never names an offset or a complete blob that a power
+cut could take back. A PATCH fsyncs its bytes before answering; the first one
+that leaves an upload partial also makes the upload's folder durable
+(``make_durable``); a completed blob is hidden (``_settling``) until
+``blobs/`` has been fsynced. Creating an upload makes nothing durable (see
+``_build``), and neither does removing a folder: a crash that undoes either is
+harmless, and the startup check tidies what it leaves.
+
+Concurrency: ``_lock`` is held only to decide (existence checks, the pending
+count, the busy uploads), to rename, and to update the in-memory index of
+complete blobs; every fsync, every folder build and every removal of a folder's
+contents happens outside it.
 """
 
 from __future__ import annotations
@@ -31,8 +44,9 @@ from sync.relay.errors import Conflict, NotFound, RelayFull, TooLarge
 from sync.relay.fsio import (
     create_file,
     fsync_dir,
+    fsync_file,
+    move_to_trash,
     read_small,
-    remove_tree,
     scratch_name,
 )
 from sync.relay.ids import is_blob_id
@@ -42,6 +56,7 @@ from sync.relay.uploads import PatchWriter, Sha256, hash_file
 META: Final = "upload.json"
 DATA: Final = "data"
 META_VERSION: Final = 1
+BUSY_MESSAGE: Final = "Another PATCH to this upload is running; HEAD and try again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +73,14 @@ class BlobInfo:
     id: str
     size: int
     stored_at: str  # UTC, ISO 8601, seconds
+
+
+class UploadBusy(Conflict):
+    """A PATCH is writing to the upload: ``holder`` is its writer."""
+
+    def __init__(self, holder: PatchWriter) -> None:
+        super().__init__(BUSY_MESSAGE)
+        self.holder = holder
 
 
 def read_meta(folder: Path) -> int:
@@ -80,55 +103,148 @@ def iso_utc(timestamp: float) -> str:
 
 
 class BlobStore:
-    """Complete blobs and pending uploads. Thread-safe; every method blocks."""
+    """Complete blobs and pending uploads. Thread-safe; every method blocks.
+
+    Call ``load()`` once the startup check has run (the first call that needs the
+    in-memory index loads it otherwise).
+    """
 
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
         self.blobs = settings.data_dir / "blobs"
         self.uploads = settings.data_dir / "uploads"
         self._lock = threading.Lock()
-        self._busy: set[str] = set()  # uploads a PATCH is writing to
+        self._busy: dict[str, PatchWriter] = {}  # uploads a PATCH is writing to
         # Running hashes of uploads written by this process: offset -> state.
         self._hashes: dict[str, tuple[int, Sha256]] = {}
+        # Complete blob ids, sorted, and pending upload ids: what is on disk (None: not read yet).
+        self._index: list[str] | None = None
+        self._pending: set[str] | None = None
+        # Uploads created by this process whose folder is not durable yet.
+        self._fresh: set[str] = set()
+        # Blobs renamed into blobs/ whose entry is not fsynced yet: set once it is.
+        self._settling: dict[str, threading.Event] = {}
+
+    def load(self) -> None:
+        """Read which blobs are complete and which uploads pending (after the startup check)."""
+        with self._lock:
+            self._index = self._pending = None
+            self._loaded()
+
+    def _loaded(self) -> tuple[list[str], set[str]]:
+        """The index of complete blobs and the pending uploads. Call with the lock held."""
+        if self._index is None or self._pending is None:
+            self._index = sorted(self._blob_names())
+            self._pending = {p.name for p in self.uploads.iterdir() if is_blob_id(p.name)}
+        return self._index, self._pending
+
+    @contextlib.contextmanager
+    def _settled(self, blob_id: str) -> Iterator[None]:
+        """Hold the lock, once ``blob_id`` is not a blob on its way to being durable."""
+        while True:
+            with self._lock:
+                settling = self._settling.get(blob_id)
+                if settling is None:
+                    yield
+                    return
+            settling.wait()
 
     # ------------------------------------------------------------ uploads
 
     def pending_ids(self) -> list[str]:
-        return sorted(p.name for p in self.uploads.iterdir() if is_blob_id(p.name))
+        with self._lock:
+            return sorted(self._loaded()[1])
 
     def create_upload(self, blob_id: str, length: int) -> UploadState:
         """Create the upload of ``blob_id`` (idempotent). Raises Conflict, TooLarge, RelayFull."""
         if length > self.settings.max_blob_bytes:
             raise TooLarge("Upload-Length is above this relay's largest blob.")
-        with self._lock:
-            existing = self._state(blob_id)
-            if existing is not None:
-                if existing.length != length:
-                    raise Conflict("An upload with that id and another length exists.")
-                return existing
-            if len(self.pending_ids()) >= self.settings.max_pending_uploads:
-                raise RelayFull("The relay holds too many unfinished uploads; try again later.")
+        with self._settled(blob_id):
+            existing = self._current(blob_id)
+            if existing is None:
+                self._check_room()
+        if existing is None:
             if shutil.disk_usage(self.uploads).free < length + self.settings.min_free_bytes:
                 raise RelayFull("The relay's disk is too full for this upload; try again later.")
-            self._create(blob_id, length)
-            return UploadState(0, length, complete=False)
+            existing = self._create(blob_id, length)
+        if existing.length != length:
+            raise Conflict("An upload with that id and another length exists.")
+        return existing
 
-    def _create(self, blob_id: str, length: int) -> None:
+    def _create(self, blob_id: str, length: int) -> UploadState:
+        """Build the upload outside the lock, then rename it into place unless one exists."""
+        temp = self._build(blob_id, length)
+        placed = False
+        try:
+            with self._settled(blob_id):
+                existing = self._current(blob_id)  # another POST may have been quicker
+                if existing is not None:
+                    return existing
+                self._check_room()
+                temp.rename(self.uploads / blob_id)
+                placed = True
+                self._loaded()[1].add(blob_id)
+                self._fresh.add(blob_id)
+                return UploadState(0, length, complete=False)
+        finally:
+            if not placed:
+                shutil.rmtree(temp, ignore_errors=True)
+
+    def _check_room(self) -> None:
+        if len(self._loaded()[1]) >= self.settings.max_pending_uploads:
+            raise RelayFull("The relay holds too many unfinished uploads; try again later.")
+
+    def _build(self, blob_id: str, length: int) -> Path:
+        """A new upload's folder under a private dot-name, to be renamed into place.
+
+        Nothing here is fsynced, nor is the rename: creating an upload is not made
+        durable. A crash can lose an upload only while nothing but its creation was
+        answered (offset 0); the client always POSTs (idempotent) before it sends a
+        byte and POSTs again when HEAD or PATCH answer 404, so the loss costs it one
+        request and no data. What a crash leaves half-made (this dot-named folder,
+        or a folder whose upload.json is empty or whose data is missing) the
+        startup check removes. Acknowledged bytes need the folder, so the first
+        commit of a partial upload makes it durable (``make_durable``); a PATCH
+        that completes the upload at once needs only its data and ``blobs/``
+        fsynced, as the folder is thrown away. That saves four fsyncs per upload.
+        """
         temp = self.uploads / scratch_name("new")
         try:
             temp.mkdir(mode=0o700)
             meta = {"version": META_VERSION, "length": length, "sha256": blob_id}
-            create_file(temp / META, json.dumps(meta).encode())
-            create_file(temp / DATA, b"")
-            fsync_dir(temp)
-            temp.rename(self.uploads / blob_id)
+            create_file(temp / META, json.dumps(meta).encode(), sync=False)
+            create_file(temp / DATA, b"", sync=False)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
+        return temp
+
+    def make_durable(self, writer: PatchWriter) -> None:
+        """Make the upload's folder survive a power cut: its description, entries and name.
+
+        Called by the writer (which holds the upload) before its first partial
+        answer; the data file itself is fsynced by the writer. Raises OSError.
+        """
+        folder = self.uploads / writer.blob_id
+        fsync_file(folder / META)
+        fsync_dir(folder)
         fsync_dir(self.uploads)
+        with self._lock:
+            self._fresh.discard(writer.blob_id)
 
     def state(self, blob_id: str) -> UploadState | None:
-        """The upload's offset and length (a complete blob: both its size); None if unknown."""
+        """The upload's offset and length (a complete blob: both its size); None if unknown.
+
+        The offset of an upload a PATCH is writing is what that PATCH has fsynced.
+        """
+        with self._settled(blob_id):
+            return self._current(blob_id)
+
+    def _current(self, blob_id: str) -> UploadState | None:
+        """``_state``, but a busy upload's offset is its writer's committed one. Lock held."""
+        holder = self._busy.get(blob_id)
+        if holder is not None and not holder.finished:
+            return UploadState(holder.committed, holder.length, complete=False)
         return self._state(blob_id)
 
     def _state(self, blob_id: str) -> UploadState | None:
@@ -144,13 +260,14 @@ class BlobStore:
         return UploadState(offset, length, complete=False)
 
     def begin_patch(self, blob_id: str, offset: int) -> PatchWriter:
-        """A writer appending at ``offset``; close() it. Raises NotFound, Conflict."""
-        with self._lock:
+        """A writer appending at ``offset``; close() it. Raises NotFound, UploadBusy, Conflict."""
+        with self._settled(blob_id):
             state = self._state(blob_id)
             if state is None:
                 raise NotFound("No upload has that id; create it with POST /v1/uploads.")
-            if blob_id in self._busy:
-                raise Conflict("Another PATCH to this upload is running; HEAD and try again.")
+            holder = self._busy.get(blob_id)
+            if holder is not None:
+                raise UploadBusy(holder)
             if state.complete or offset != state.offset:
                 raise Conflict("Upload-Offset is not the stored offset; HEAD to learn it.")
             remembered = self._hashes.pop(blob_id, None)
@@ -158,38 +275,86 @@ class BlobStore:
             if hasher is None and offset == 0:
                 hasher = hashlib.sha256()
             writer = PatchWriter(
-                self.release, blob_id, self.uploads / blob_id / DATA, state, hasher
+                self,
+                blob_id,
+                self.uploads / blob_id / DATA,
+                state,
+                hasher,
+                durable=blob_id not in self._fresh,
             )
-            self._busy.add(blob_id)
+            self._busy[blob_id] = writer
             return writer
 
     def release(self, writer: PatchWriter) -> None:
         """Called by ``writer.close()``: the upload may take another PATCH."""
         with self._lock:
-            self._busy.discard(writer.blob_id)
+            if self._busy.get(writer.blob_id) is writer:
+                del self._busy[writer.blob_id]
             if writer.hasher is not None and not writer.finished:
                 self._hashes[writer.blob_id] = (writer.offset, writer.hasher)
 
     def finish(self, writer: PatchWriter) -> bool:
-        """Complete a fully written upload: True if its hash matched, else it is discarded."""
+        """Complete a fully written upload: True if its hash matched, else it is discarded.
+
+        The blob is durable when this returns True; until then other requests
+        for it wait (``_settling``) rather than see it complete.
+        """
+        blob_id = writer.blob_id
         digest = writer.hasher.hexdigest() if writer.hasher else hash_file(writer.path)
+        if digest != blob_id:
+            with self._lock:
+                writer.finished = True
+                self._hashes.pop(blob_id, None)
+                discarded = self._unlist_upload(blob_id)
+            shutil.rmtree(discarded, ignore_errors=True)
+            return False
+        now = datetime.now(UTC).timestamp()
+        os.utime(writer.path, (now, now))  # stored_at and the retention clock start here
+        settled = threading.Event()
         with self._lock:
             writer.finished = True
-            self._hashes.pop(writer.blob_id, None)
-            if digest != writer.blob_id:
-                remove_tree(self.uploads / writer.blob_id)
-                return False
-            self.complete_upload(writer.blob_id)
-            return True
+            self._hashes.pop(blob_id, None)
+            writer.path.replace(self.blobs / blob_id)  # the blob is complete from here on
+            self._settling[blob_id] = settled
+            trash: Path | None = None
+            with contextlib.suppress(OSError):  # left over, the startup check removes it
+                trash = self._unlist_upload(blob_id)
+            self._forget_upload(blob_id)  # not pending any more, whatever became of the folder
+        try:
+            fsync_dir(self.blobs)
+        finally:
+            try:
+                with self._lock:
+                    del self._settling[blob_id]
+                    index = self._loaded()[0]
+                    position = bisect.bisect_left(index, blob_id)
+                    if position == len(index) or index[position] != blob_id:
+                        index.insert(position, blob_id)
+            finally:
+                settled.set()
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return True
 
-    def complete_upload(self, blob_id: str) -> None:
-        """Move a verified upload's bytes into ``blobs/`` and remove its folder."""
-        folder = self.uploads / blob_id
-        now = datetime.now(UTC).timestamp()
-        os.utime(folder / DATA, (now, now))  # stored_at and the retention clock start here
-        (folder / DATA).replace(self.blobs / blob_id)
-        fsync_dir(self.blobs)
-        remove_tree(folder)
+    def _unlist_upload(self, blob_id: str) -> Path:
+        """Rename the upload's folder away and forget it (lock held); returns the trash.
+
+        Not fsynced: if a crash undoes it, the upload is back as it was (a stale
+        one is swept again; a discarded one fails its hash again) or its bytes
+        are a blob already, and the startup check removes the folder.
+        Raises OSError (FileNotFoundError: the folder was gone; it is forgotten).
+        """
+        try:
+            trash = move_to_trash(self.uploads / blob_id)
+        except FileNotFoundError:
+            self._forget_upload(blob_id)
+            raise
+        self._forget_upload(blob_id)
+        return trash
+
+    def _forget_upload(self, blob_id: str) -> None:
+        self._loaded()[1].discard(blob_id)
+        self._fresh.discard(blob_id)
 
     def discard_upload(self, blob_id: str) -> bool:
         """Remove a pending upload unless a PATCH is writing to it; True if removed."""
@@ -197,25 +362,36 @@ class BlobStore:
             if blob_id in self._busy:
                 return False
             self._hashes.pop(blob_id, None)
-            with contextlib.suppress(FileNotFoundError):
-                remove_tree(self.uploads / blob_id)
-                return True
-            return False
+            try:
+                trash = self._unlist_upload(blob_id)
+            except FileNotFoundError:
+                return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     # ------------------------------------------------------------ blobs
 
     def list_blobs(self, after: str, limit: int) -> tuple[list[BlobInfo], bool]:
-        """Up to ``limit`` blobs with ids above ``after``, by id, and whether more exist."""
-        names = sorted(self._blob_names())
+        """Up to ``limit`` blobs with ids above ``after``, by id, and whether more exist.
+
+        Pages through the in-memory index: O(log n + limit), whatever n.
+        """
         found: list[BlobInfo] = []
-        index = bisect.bisect_right(names, after)
-        while index < len(names) and len(found) < limit:
-            name = names[index]
-            index += 1
-            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-                info = (self.blobs / name).stat(follow_symlinks=False)
-                found.append(BlobInfo(name, info.st_size, iso_utc(info.st_mtime)))
-        return found, index < len(names)
+        more = False
+        while len(found) < limit:
+            with self._lock:
+                index = self._loaded()[0]
+                start = bisect.bisect_right(index, after)
+                names = index[start : start + limit - len(found)]
+                more = start + len(names) < len(index)
+            if not names:
+                break
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    info = (self.blobs / name).stat(follow_symlinks=False)
+                    found.append(BlobInfo(name, info.st_size, iso_utc(info.st_mtime)))
+            after = names[-1]
+        return found, more
 
     def open_blob(self, blob_id: str) -> tuple[BinaryIO, int]:
         """The blob's bytes, open for reading, and its size. Raises NotFound."""
@@ -227,9 +403,29 @@ class BlobStore:
         return f, os.fstat(fd).st_size
 
     def delete_blob(self, blob_id: str) -> None:
-        with self._lock, contextlib.suppress(FileNotFoundError):
-            (self.blobs / blob_id).unlink()
+        with self._settled(blob_id):
+            removed = self._remove_blob(blob_id, None)
+        if removed:
             fsync_dir(self.blobs)
+
+    def _remove_blob(self, blob_id: str, older_than: float | None) -> bool:
+        """Unlink a blob (if its mtime is below ``older_than``) and unindex it. Lock held."""
+        path = self.blobs / blob_id
+        try:
+            if older_than is not None and path.stat(follow_symlinks=False).st_mtime >= older_than:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            self._unindex(blob_id)
+            return False
+        self._unindex(blob_id)
+        return True
+
+    def _unindex(self, blob_id: str) -> None:
+        index = self._loaded()[0]
+        position = bisect.bisect_left(index, blob_id)
+        if position < len(index) and index[position] == blob_id:
+            del index[position]
 
     # ------------------------------------------------------------ retention
 
@@ -240,7 +436,12 @@ class BlobStore:
         """
         blob_cutoff = now - self.settings.blob_max_age.total_seconds()
         upload_cutoff = now - self.settings.upload_expiry.total_seconds()
-        blobs = sum(self._expire_blob(name, blob_cutoff) for name in self._blob_names())
+        blobs = 0
+        for name in self._blob_names():
+            with self._settled(name):
+                blobs += self._remove_blob(name, blob_cutoff)
+        if blobs:
+            fsync_dir(self.blobs)
         uploads = 0
         for name in self.pending_ids():
             with contextlib.suppress(FileNotFoundError):
@@ -250,14 +451,3 @@ class BlobStore:
 
     def _blob_names(self) -> Iterator[str]:
         return (p.name for p in self.blobs.iterdir() if is_blob_id(p.name))
-
-    def _expire_blob(self, name: str, cutoff: float) -> bool:
-        with self._lock:
-            try:
-                if (self.blobs / name).stat(follow_symlinks=False).st_mtime >= cutoff:
-                    return False
-                (self.blobs / name).unlink()
-            except FileNotFoundError:
-                return False
-            fsync_dir(self.blobs)
-            return True

@@ -160,6 +160,32 @@ def test_startup_check_repairs_every_crash_state(data_dir: Path) -> None:
     assert store_snapshot(data_dir) == before
 
 
+def test_startup_check_removes_what_a_power_cut_leaves_of_unsynced_creations(
+    data_dir: Path,
+) -> None:
+    """POST fsyncs nothing: after a power cut an upload nothing was written to may be
+    half there. The check removes it; the client's next POST creates it again."""
+    empty_meta, no_data, no_meta = (os.urandom(100) for _ in range(3))
+    (data_dir / "uploads" / blob_id(empty_meta)).mkdir()
+    (data_dir / "uploads" / blob_id(empty_meta) / "upload.json").write_bytes(b"")
+    (data_dir / "uploads" / blob_id(empty_meta) / "data").write_bytes(b"")
+    _upload_folder(data_dir, blob_id(no_data), 100, None)
+    (data_dir / "uploads" / blob_id(no_meta)).mkdir()
+    (data_dir / "uploads" / blob_id(no_meta) / "data").write_bytes(b"")
+    building = data_dir / "uploads" / ".new-0123456789abcdef"
+    building.mkdir()
+    (building / "upload.json").write_bytes(b"")
+
+    report = check_store(data_dir)
+
+    assert (report.scratch_removed, report.uploads_removed, report.uploads_resumable) == (1, 3, 0)
+    assert list((data_dir / "uploads").iterdir()) == []
+    store = BlobStore(RelaySettings(data_dir=data_dir))
+    store.load()
+    assert store.state(blob_id(empty_meta)) is None  # HEAD: 404, so the client POSTs
+    assert store.create_upload(blob_id(empty_meta), 100).offset == 0
+
+
 def test_startup_check_recreates_missing_folders(data_dir: Path) -> None:
     (data_dir / "statements").rmdir()
     check_store(data_dir)
