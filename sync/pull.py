@@ -17,14 +17,16 @@ imported, was already here, or went to quarantine is deleted from the relay.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from crypto.keyfile import ensure_private_dir
+from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hq.archive import HqArchive
 from sync.hqimport import BUNDLE_SUFFIX, Outcome, import_file
 from sync.push import DEFAULT_BUDGET_SECONDS
@@ -234,6 +236,30 @@ class _Puller:
             self.report.statements_published += 1
 
 
+class PullRunning(FieldappError):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another hq pull is running on this HQ home; wait for it to finish. Nothing was done."
+        )
+
+
+@contextlib.contextmanager
+def _one_pull_at_a_time(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the home for one pull: two at once would share
+    ``incoming/`` and clean up each other's downloads."""
+    fd = os.open(root / ".pull.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise PullRunning from e
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def pull(
     archive: HqArchive,
     *,
@@ -255,13 +281,16 @@ def pull(
             "HQ has no relay configured; run fieldapp hq relay-config first (relay init "
             "prints the address, tokens and pin)."
         )
-    with RelayClient(
-        relay or config.url,
-        config.hq_token,
-        pin=config.pin,
-        proxy=proxy,
-        timeout=DEFAULT_TIMEOUT,
-    ) as client:
+    with (
+        _one_pull_at_a_time(archive.home.root),
+        RelayClient(
+            relay or config.url,
+            config.hq_token,
+            pin=config.pin,
+            proxy=proxy,
+            timeout=DEFAULT_TIMEOUT,
+        ) as client,
+    ):
         report = _Puller(
             archive, client, backoff or Backoff(budget_seconds=budget_seconds), on_outcome
         ).run()

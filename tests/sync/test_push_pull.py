@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import create_home
 from sync.enrol import enrol
 from sync.hqimport import import_file
+from sync.pull import PullRunning, pull
 from sync.push import NetworkTransfers, push
 from sync.relayclient import (
     Backoff,
@@ -500,3 +503,20 @@ def test_the_devices_proxy_setting_carries_every_push(world: World) -> None:
     # Without the proxy the name is looked up locally, fails, and is not asked again.
     with pytest.raises(RelayNameNotFound):
         push(monitor.store, clock=now, budget_seconds=30)
+
+
+def test_two_pulls_on_one_hq_home_never_run_at_once(world: World) -> None:
+    """They would share incoming/ and clean up each other's downloads."""
+    world.archive.set_relay_config(
+        f"http://127.0.0.1:{free_port()}", hq_token=TOKEN, upload_token=TOKEN, pin=None
+    )
+    lock = os.open(world.archive.home.root / ".pull.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a pull in another process
+        with pytest.raises(PullRunning):
+            pull(world.archive, budget_seconds=0.3)
+    finally:
+        os.close(lock)
+    # Once it is done, the next pull goes ahead (and finds nothing listening).
+    with pytest.raises(RelayUnreachable):
+        pull(world.archive, budget_seconds=0.3)
