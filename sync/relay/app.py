@@ -50,12 +50,13 @@ def error_response(error: ApiError) -> Response:
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)  # Starlette routes only ApiError here
-    return error_response(exc)
+    # Starlette routes only ApiError here; anything else is a bug, answered as one.
+    return error_response(exc if isinstance(exc, ApiError) else InternalError())
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # Starlette routes only these here
+        return error_response(InternalError())
     if exc.status_code == 405:
         return error_response(MethodNotAllowed(headers=exc.headers))
     if exc.status_code == 404:
