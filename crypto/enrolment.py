@@ -5,8 +5,10 @@ An enrolment file is UTF-8 JSON, at most 64 KiB::
     {"fieldapp_enrolment": 1, "body": "<base64 of BODY>", "signature": "<base64>"}
 
 BODY is canonical JSON (sorted keys, no spaces, UTF-8) naming the device, HQ's
-root key, the HQ-keys / root-rotation statement chain from version 1, and a
-one-time enrolment secret; the signature is ``root.sign(SignPurpose.ENROLMENT,
+current root key, the HQ-keys / root-rotation statement chain from the version
+after the one at which that root took over (format 2 names that version; format
+1 is a root that has never been rotated, anchored at version 0), and a one-time
+enrolment secret; the signature is ``root.sign(SignPurpose.ENROLMENT,
 BODY)``. ``read_enrolment`` checks, in order: size and JSON shape, the signature
 by the root BODY names (over the exact BODY bytes), the BODY fields, the
 expected root if the device already has one, and the statement chain. Only then
@@ -42,7 +44,8 @@ from crypto.keys import (
 )
 from crypto.statements import MAX_CHAIN_LENGTH, MAX_STATEMENT_BYTES, HqTrust, verify_hq_chain
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 1  # the root HQ was created with; the chain starts at version 1
+ANCHORED_FORMAT_VERSION: Final = 2  # a later root, anchored at hq_anchor_version
 MAX_ENROLMENT_BYTES: Final = 64 * 1024  # the whole file, checked before anything else
 ENROLMENT_ID_BYTES: Final = 16
 SECRET_BYTES: Final = 32
@@ -65,6 +68,7 @@ _BODY_KEYS: Final = frozenset(
         "upload_token",
     }
 )
+_ANCHORED_BODY_KEYS: Final = _BODY_KEYS | {"hq_anchor_version"}
 _BINDING_PERSON: Final = b"fa-enrol-bind"
 _MAX_INT_DIGITS: Final = 20  # longer JSON integers are refused before int() sees them
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -94,6 +98,7 @@ class Enrolment:
     relay: str | None = None
     relay_pin: str | None = None
     upload_token: str | None = field(default=None, repr=False)
+    anchor_version: int = 0
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -131,6 +136,8 @@ def _check_fields(e: Enrolment) -> None:
         )
     if type(e.issued_at) is not int or not 0 <= e.issued_at <= MAX_INT:
         raise ValueError("issued_at must be an integer number of seconds, 0 to 2^63-1")
+    if type(e.anchor_version) is not int or not 0 <= e.anchor_version <= MAX_INT:
+        raise ValueError("anchor_version must be an integer from 0 to 2^63-1")
     if e.relay is not None and not _is_relay_url(e.relay):
         raise ValueError(
             f"relay must be an http:// or https:// URL of at most {MAX_RELAY_URL} characters"
@@ -244,21 +251,25 @@ def write_enrolment(root: RootSigningKey, enrolment: Enrolment) -> bytes:
     _check_fields(enrolment)  # again: a frozen dataclass can still be forced
     if root.public_key != enrolment.hq_root:
         raise ValueError("the enrolment must be signed by the HQ root key it names")
-    body = canonical_json(
-        {
-            "device_name": enrolment.device_name,
-            "enrolment_id": enrolment.enrolment_id.hex(),
-            "enrolment_secret": _b64(enrolment.secret),
-            "hq_root": enrolment.hq_root.raw.hex(),
-            "hq_statements": [_b64(s) for s in enrolment.hq_statements],
-            "issued_at": enrolment.issued_at,
-            "relay": enrolment.relay,
-            "relay_pin": enrolment.relay_pin,
-            "upload_token": enrolment.upload_token,
-        }
-    )
+    fields: dict[str, object] = {
+        "device_name": enrolment.device_name,
+        "enrolment_id": enrolment.enrolment_id.hex(),
+        "enrolment_secret": _b64(enrolment.secret),
+        "hq_root": enrolment.hq_root.raw.hex(),
+        "hq_statements": [_b64(s) for s in enrolment.hq_statements],
+        "issued_at": enrolment.issued_at,
+        "relay": enrolment.relay,
+        "relay_pin": enrolment.relay_pin,
+        "upload_token": enrolment.upload_token,
+    }
+    # One encoding per content: a root never rotated is always format 1.
+    file_format = FORMAT_VERSION
+    if enrolment.anchor_version:
+        fields["hq_anchor_version"] = enrolment.anchor_version
+        file_format = ANCHORED_FORMAT_VERSION
+    body = canonical_json(fields)
     signature = root.sign(SignPurpose.ENROLMENT, body)
-    outer = {"fieldapp_enrolment": FORMAT_VERSION, "body": _b64(body), "signature": _b64(signature)}
+    outer = {"fieldapp_enrolment": file_format, "body": _b64(body), "signature": _b64(signature)}
     data = (json.dumps(outer, indent=2) + "\n").encode("ascii")
     if len(data) > MAX_ENROLMENT_BYTES:
         raise ValueError(f"the enrolment file would exceed {MAX_ENROLMENT_BYTES} bytes")
@@ -352,6 +363,9 @@ def _enrolment_from(fields: Mapping[str, object], root: RootVerifyKey) -> Enrolm
     issued_at = fields["issued_at"]
     if type(issued_at) is not int:  # bool is an int subclass: refuse true/false
         _fail()
+    anchor_version = fields.get("hq_anchor_version", 0)
+    if type(anchor_version) is not int or ("hq_anchor_version" in fields and anchor_version < 1):
+        _fail()  # format 2 exists only for a later root: its anchor is at least 1
     try:
         return Enrolment(
             device_name=_str(fields["device_name"]),
@@ -363,6 +377,7 @@ def _enrolment_from(fields: Mapping[str, object], root: RootVerifyKey) -> Enrolm
             relay=_optional_str(fields["relay"]),
             relay_pin=_optional_str(fields["relay_pin"]),
             upload_token=_optional_str(fields["upload_token"]),
+            anchor_version=anchor_version,
         )
     except ValueError as e:
         raise _Malformed from e
@@ -382,7 +397,8 @@ def read_enrolment(
     3. every BODY field;
     4. if ``expected_root`` is given (the device already trusts an HQ), that it
        is ``hq_root``;
-    5. the statements as an HQ chain from ``HqTrust.anchor(hq_root)`` at ``now``.
+    5. the statements as an HQ chain from ``HqTrust.anchor(hq_root, anchor_version)``
+       at ``now``.
 
     The returned trust is what ``verify_hq_chain`` returns. The caller still has
     the HQ fingerprint (``crypto.fingerprint.hq_fingerprint``) compared out of band
@@ -410,7 +426,9 @@ def read_enrolment(
     if expected_root is not None and not constant_time_equal(expected_root.raw, root.raw):
         raise EnrolmentError(EnrolmentReason.FOREIGN)
     try:
-        trust = verify_hq_chain(HqTrust.anchor(root), enrolment.hq_statements, now)
+        trust = verify_hq_chain(
+            HqTrust.anchor(root, enrolment.anchor_version), enrolment.hq_statements, now
+        )
     except StatementError as e:
         raise EnrolmentError(EnrolmentReason.CHAIN, e.message) from e
     return enrolment, trust
@@ -422,9 +440,10 @@ def _read_shape(data: object) -> tuple[bytes, bytes, dict[str, object], RootVeri
         _fail()
     outer = _strict_object(data, _OUTER_KEYS)
     version = outer["fieldapp_enrolment"]
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in (FORMAT_VERSION, ANCHORED_FORMAT_VERSION):
         _fail()
     body = _b64decode(outer["body"])
     signature = _b64decode(outer["signature"], size=SIGNATURE_BYTES)
-    fields = _strict_object(body, _BODY_KEYS)
+    keys = _BODY_KEYS if version == FORMAT_VERSION else _ANCHORED_BODY_KEYS
+    fields = _strict_object(body, keys)
     return body, signature, fields, _root(fields["hq_root"])

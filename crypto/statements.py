@@ -359,9 +359,15 @@ class HqTrust:
             raise _malformed("The saved HQ trust state is inconsistent.")
 
     @classmethod
-    def anchor(cls, root: RootVerifyKey) -> HqTrust:
-        """The state right after pinning ``root`` at enrolment: version 0, no HQ keys."""
-        return cls(root=root, version=0, box=None, protection=None, expires_at=None)
+    def anchor(cls, root: RootVerifyKey, version: int = 0) -> HqTrust:
+        """The state right after pinning ``root`` at enrolment, with no HQ keys yet.
+
+        ``version`` is the chain version at which ``root`` became HQ's root: 0 for
+        the root HQ was created with, the version of the root rotation that
+        introduced it otherwise. The chain a device follows then starts at
+        ``version + 1``.
+        """
+        return cls(root=root, version=version, box=None, protection=None, expires_at=None)
 
     def is_expired(self, now: int) -> bool:
         """True if the latest HQ-keys statement or root rotation has expired at ``now``."""
@@ -499,3 +505,25 @@ def verify_device_chain(trust: DeviceTrust, statements: Sequence[bytes], now: in
         _check_signatures(statement, [statement.old_device, statement.new_device], _DEVICE_MESSAGE)
         state = DeviceTrust(device=statement.new_device, version=statement.version)
     return state
+
+
+def root_anchor(chain: Sequence[bytes]) -> int:
+    """The version at which the chain's last root took over: an enrolment's anchor.
+
+    ``chain`` is a whole HQ chain from version 1 (HQ's own, already verified).
+    The answer is the version of the last root rotation that changed the root, or
+    0 if the root was never rotated; ``chain[anchor:]`` is then what a device
+    anchored at the current root still needs (docs/enrolment.md).
+
+    Raises:
+        StatementError: MALFORMED if a statement does not parse or is not at its
+            place in the chain.
+    """
+    anchor = 0
+    for position, statement in enumerate(_parse_in_chain(chain, _HQ_MESSAGE), start=1):
+        if statement.version != position:
+            raise _malformed("The HQ chain is not numbered from version 1.")
+        # Two signers, old and new root, is a rotation; one is a refresh of the same root.
+        if isinstance(statement, RootRotationStatement) and len(statement.signatures) == 2:
+            anchor = position
+    return anchor

@@ -184,6 +184,102 @@ def test_chain_with_a_root_rotation() -> None:
     assert trust.version == 3
 
 
+# After a root rotation at version 2, HQ enrols new devices from the new root:
+# format 2, anchored at version 2, carrying only what follows it.
+ANCHORED = dataclasses.replace(
+    ENROLMENT, hq_root=NEW_ROOT.public_key, hq_statements=(hq_keys(NEW_ROOT, 3),), anchor_version=2
+)
+
+
+def test_anchored_round_trip_needs_no_earlier_root() -> None:
+    data = write_enrolment(NEW_ROOT, ANCHORED)
+    obj, body, _ = parts_of(data)
+    assert obj["fieldapp_enrolment"] == 2
+    assert json.loads(body)["hq_anchor_version"] == 2
+    assert ROOT.public_key.raw.hex().encode() not in body
+    enrolment, trust = read_enrolment(data, now=NOW)
+    assert enrolment == ANCHORED
+    assert (trust.root, trust.version, trust.box) == (NEW_ROOT.public_key, 3, BOX)
+    # the same state an older device reaches by following the whole chain
+    rotated = (
+        STATEMENT,
+        sign_root_rotation(ROOT, NEW_ROOT, version=2, issued_at=T0, expires_at=FRESH),
+        hq_keys(NEW_ROOT, 3),
+    )
+    followed = verify_hq_chain(HqTrust.anchor(ROOT.public_key), rotated, NOW)
+    assert (followed.root, followed.version, followed.box, followed.protection) == (
+        trust.root,
+        trust.version,
+        trust.box,
+        trust.protection,
+    )
+
+
+def test_anchored_chain_must_start_right_after_the_anchor() -> None:
+    for statements, reason in (
+        ((hq_keys(NEW_ROOT, 2),), StatementReason.REPLAYED),
+        ((hq_keys(NEW_ROOT, 4),), StatementReason.SKIPPED_VERSION),
+        ((hq_keys(ROOT, 3),), StatementReason.BAD_SIGNATURE),
+    ):
+        forged = dataclasses.replace(ANCHORED, hq_statements=statements)
+        error = refusal(write_enrolment(NEW_ROOT, forged))
+        assert error.reason is Reason.CHAIN
+        assert isinstance(error.__cause__, StatementError)
+        assert error.__cause__.reason is reason
+
+
+def anchored_file(fields: dict[str, Any], file_format: int) -> bytes:
+    body = canonical_json(fields)
+    return json.dumps(
+        {
+            "fieldapp_enrolment": file_format,
+            "body": b64(body),
+            "signature": b64(NEW_ROOT.sign(SignPurpose.ENROLMENT, body)),
+        }
+    ).encode()
+
+
+def anchored_fields(**changes: Any) -> dict[str, Any]:
+    fields = valid_fields()
+    fields.update(
+        hq_root=NEW_ROOT.public_key.raw.hex(),
+        hq_statements=[b64(hq_keys(NEW_ROOT, 3))],
+        hq_anchor_version=2,
+    )
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not ...}
+
+
+def test_the_anchored_builder_matches_the_writer() -> None:
+    assert anchored_file(anchored_fields(), 2) == json.dumps(
+        json.loads(write_enrolment(NEW_ROOT, ANCHORED))
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("case", "fields", "file_format"),
+    [
+        ("format 1 with an anchor", anchored_fields(), 1),
+        ("format 2 without an anchor", anchored_fields(hq_anchor_version=...), 2),
+        ("format 2 anchored at 0", anchored_fields(hq_anchor_version=0), 2),
+        ("anchor negative", anchored_fields(hq_anchor_version=-1), 2),
+        ("anchor a bool", anchored_fields(hq_anchor_version=True), 2),
+        ("anchor a float", anchored_fields(hq_anchor_version=2.0), 2),
+        ("anchor a string", anchored_fields(hq_anchor_version="2"), 2),
+        ("anchor above 2^63-1", anchored_fields(hq_anchor_version=MAX_INT + 1), 2),
+        ("format 3", anchored_fields(), 3),
+    ],
+)
+def test_bad_anchors_are_malformed(case: str, fields: dict[str, Any], file_format: int) -> None:
+    assert reason_of(anchored_file(fields, file_format)) is Reason.MALFORMED, case
+
+
+def test_an_anchor_of_zero_is_written_as_format_1() -> None:
+    obj, body, _ = parts_of(write_enrolment(ROOT, ENROLMENT))
+    assert obj["fieldapp_enrolment"] == 1
+    assert b"hq_anchor_version" not in body
+
+
 def test_layout_is_the_documented_one() -> None:
     data = write_enrolment(ROOT, ENROLMENT)
     obj, body, signature = parts_of(data)

@@ -194,7 +194,7 @@ class SyncBook:
                 )
                 c.executemany(
                     "INSERT INTO hq_statements (version, statement) VALUES (?, ?)",
-                    list(enumerate(enrolment.hq_statements, start=1)),
+                    list(enumerate(enrolment.hq_statements, start=enrolment.anchor_version + 1)),
                 )
         except IntegrityError as e:
             raise AlreadyEnrolled from e
