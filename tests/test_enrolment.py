@@ -251,9 +251,10 @@ def anchored_fields(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_anchored_builder_matches_the_writer() -> None:
-    assert anchored_file(anchored_fields(), 2) == json.dumps(
-        json.loads(write_enrolment(NEW_ROOT, ANCHORED))
-    ).encode()
+    assert (
+        anchored_file(anchored_fields(), 2)
+        == json.dumps(json.loads(write_enrolment(NEW_ROOT, ANCHORED))).encode()
+    )
 
 
 @pytest.mark.parametrize(
