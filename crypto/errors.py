@@ -191,3 +191,30 @@ class EnrolmentError(CryptoError):
     def __init__(self, reason: EnrolmentReason, message: str | None = None) -> None:
         self.reason = reason
         super().__init__(message or _ENROLMENT_MESSAGES[reason])
+
+
+class TokenNoticeReason(StrEnum):
+    """Why an upload-token notice was refused (for logs and tests)."""
+
+    MALFORMED = "malformed"  # not the documented layout, or a field out of bounds
+    WRONG_KIND = "wrong-kind"  # another fieldapp format (a key statement) given as a notice
+    WRONG_SIGNER = "wrong-signer"  # signed by a key other than the HQ root this device trusts
+    BAD_SIGNATURE = "bad-signature"  # the root's signature does not verify
+    REPLAYED = "replayed"  # a serial at or below the one this device already applied
+    WRONG_SERIAL = "wrong-serial"  # the entry was sealed for another notice's serial
+    UNOPENABLE = "unopenable"  # the entry named for this device does not open with its key
+
+
+class TokenNoticeError(CryptoError):
+    """An upload-token notice was refused: the device keeps the token it has.
+
+    ``reason`` is for logs and tests; ``message`` for the monitor at the keyboard.
+    """
+
+    def __init__(self, reason: TokenNoticeReason, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(
+            message
+            or f"HQ's notice of a new relay upload token was refused ({reason.value}); this "
+            "device keeps the token it has. Tell HQ if this keeps happening."
+        )

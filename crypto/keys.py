@@ -44,6 +44,7 @@ class SignPurpose(StrEnum):
     ENROLMENT = "enrolment"
     RECEIPT = "receipt"
     REVISION = "revision"
+    UPLOAD_TOKEN_NOTICE = "upload-token-notice"  # noqa: S105 -- a purpose name, not a secret
 
 
 def signed_bytes(purpose: SignPurpose, message: bytes) -> bytes:

@@ -47,6 +47,7 @@ from typing import IO, TYPE_CHECKING, Final, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from crypto.tokennotice import MAX_NOTICE_BYTES
 from fieldapp.errors import ExitCode, FieldappError
 
 if TYPE_CHECKING:
@@ -429,6 +430,11 @@ class RelayClient:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def use_token(self, token: str) -> None:
+        """Send ``token`` from the next request on (a new upload token picked up mid-push)."""
+        self._token = check_token(token, "upload token")
+        self.close()
 
     # ------------------------------------------------------------ connecting
 
@@ -869,6 +875,45 @@ class RelayClient:
                 raise self._bad_answer(what)
             out.append(raw)
         return out
+
+    def put_upload_token(self, token_sha256: str, notice: bytes) -> None:
+        """``PUT /v1/upload-token``: make the token with that hash the upload token (HQ)."""
+        if not _BLOB_ID.fullmatch(token_sha256) or not 1 <= len(notice) <= MAX_NOTICE_BYTES:
+            raise ValueError("a lowercase hex SHA-256 and a notice of at most ~1 MiB")
+        body = json.dumps(
+            {"token_sha256": token_sha256, "notice": base64.b64encode(notice).decode("ascii")}
+        ).encode("ascii")
+        answer = self._request(
+            "PUT",
+            "/v1/upload-token",
+            "sending the new upload token",
+            expected=(204,),
+            allow=(409,),
+            headers={"Content-Type": "application/json"},
+            content=body,
+        )
+        if answer.status == 409:
+            raise RelayProtocolError(
+                f"The relay at {self.name} holds a newer notice of the upload token, or "
+                "refused this token; nothing was changed there. Check the relay's data folder."
+            )
+
+    def upload_token_notice(self) -> bytes | None:
+        """``GET /v1/upload-token``: HQ's latest notice, or None if there is none."""
+        what = "fetching the upload-token notice"
+        answer = self._request(
+            "GET",
+            "/v1/upload-token",
+            what,
+            expected=(200,),
+            allow=(404,),
+            limit=MAX_NOTICE_BYTES,
+        )
+        if answer.status == 404:
+            return None
+        if not answer.body:
+            raise self._bad_answer(what)
+        return answer.body
 
 
 def _check_blob_id(blob_id: str) -> str:

@@ -36,6 +36,7 @@ from sync.relay.errors import (
 from sync.relay.recovery import check_store, lock_data_dir
 from sync.relay.routes import OtherRoutes
 from sync.relay.settings import RelaySettings
+from sync.relay.tokenroutes import TokenRoutes
 from sync.relay.uploadroutes import UploadRoutes
 
 log = logging.getLogger("fieldapp.relay")
@@ -176,7 +177,11 @@ def create_app(settings: RelaySettings) -> Starlette:
     """
     relay = Relay.open(settings)
     return Starlette(
-        routes=[*UploadRoutes(relay).routes(), *OtherRoutes(relay).routes()],
+        routes=[
+            *UploadRoutes(relay).routes(),
+            *OtherRoutes(relay).routes(),
+            *TokenRoutes(relay).routes(),
+        ],
         middleware=[Middleware(RelayGuard, settings=settings)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=_lifespan(relay),

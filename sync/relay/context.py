@@ -10,7 +10,8 @@ from sync.relay.errors import BadRequest, Unauthorized
 from sync.relay.records import ReceiptLog, StatementBook
 from sync.relay.settings import RelaySettings
 from sync.relay.storage import BlobStore
-from sync.relay.tokens import Role, TokenBook, load_tokens
+from sync.relay.tokenkeeper import TokenKeeper
+from sync.relay.tokens import Role
 
 TUS_VERSION = "1.0.0"
 
@@ -18,7 +19,7 @@ TUS_VERSION = "1.0.0"
 @dataclass(frozen=True, slots=True)
 class Relay:
     settings: RelaySettings
-    tokens: TokenBook
+    tokens: TokenKeeper
     blobs: BlobStore
     receipts: ReceiptLog
     statements: StatementBook
@@ -29,7 +30,7 @@ class Relay:
         data = settings.data_dir
         return cls(
             settings,
-            load_tokens(data),
+            TokenKeeper.load(settings),
             BlobStore(settings),
             ReceiptLog(data / "receipts"),
             StatementBook(data / "statements"),

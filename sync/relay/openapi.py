@@ -342,6 +342,43 @@ def _statement() -> Json:
     }
 
 
+def _upload_token() -> Json:
+    rotation = {
+        "type": "object",
+        "required": ["token_sha256", "notice"],
+        "additionalProperties": False,
+        "properties": {
+            "token_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "notice": {
+                "type": "string",
+                "contentEncoding": "base64",
+                "description": "The signed notice (docs/token-notice.md).",
+            },
+        },
+    }
+    return {
+        "get": {
+            "operationId": "fetchUploadTokenNotice",
+            "summary": "HQ's latest signed notice of the upload token (docs/token-notice.md)",
+            "security": _UPLOAD_AUTH,
+            "responses": {"200": _octets("The notice's bytes."), **_errors(401, 404)},
+        },
+        "put": {
+            "operationId": "rotateUploadToken",
+            "summary": "Make a new upload token current; the older ones end with its grace",
+            "security": _HQ_AUTH,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": rotation}},
+            },
+            "responses": {
+                "204": {"description": "Stored (or the same rotation was stored already)."},
+                **_errors(400, 401, 409, 413),
+            },
+        },
+    }
+
+
 def _components() -> Json:
     error = {
         "type": "object",
@@ -411,6 +448,7 @@ def openapi_document() -> Json:
             "/v1/receipts": _receipts(),
             "/v1/statements": _statements(),
             "/v1/statements/{version}": _statement(),
+            "/v1/upload-token": _upload_token(),
         },
         "components": _components(),
     }

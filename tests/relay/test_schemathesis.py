@@ -74,6 +74,15 @@ def test_the_relay_conforms_to_its_openapi_document(
     assert fuzzed_relay.running
 
 
+def test_the_fuzzed_relay_still_takes_its_upload_token(fuzzed_relay: RelayProcess) -> None:
+    # PUT /v1/upload-token could end the upload token's life, but only with a notice in
+    # the documented binary layout (magic FATOKN, exact length), which generated data
+    # does not hit; if it ever did, this test says so instead of later ones failing oddly.
+    with fuzzed_relay.client(fuzzed_relay.upload_token) as http:
+        assert http.get("/v1/receipts").status_code == 200
+    assert not (fuzzed_relay.data_dir / "upload-token-notice.bin").exists()
+
+
 def test_the_fuzzed_relay_logged_no_error(fuzzed_relay: RelayProcess) -> None:
     assert "ERROR" not in fuzzed_relay.output()
     assert "internal error" not in fuzzed_relay.output()
