@@ -145,6 +145,8 @@ class Purpose(StrEnum):
     ATTACHMENTS = "attachments"
     DEVICE_KEY_STORAGE = "device-key-storage"
     PROTECTION_KEY_STORAGE = "protection-key-storage"
+    # The old master key's subkey that wraps the new one while a rekey is in flight.
+    REKEY_HANDOVER = "rekey-handover"
 
 
 def derive_subkey(master: MasterKey, purpose: Purpose) -> bytes:

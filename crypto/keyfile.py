@@ -352,3 +352,55 @@ def change_passphrase_file(
         ks = decode(_read_at(dir_fd, name, MAX_ENCODED_BYTES + 1))
         changed = change_secret(ks, old, new, params=params, floor=floor)
         _atomic_write_at(dir_fd, name, encode(changed))
+
+
+class HeldKeyslots:
+    """The keyslot file, read and written while its lock is held (see ``hold_keyslots``)."""
+
+    def __init__(self, dir_fd: int, name: str) -> None:
+        self._dir_fd = dir_fd
+        self._name = name
+
+    def load(self) -> Keyslots:
+        """Read and strictly decode the file. Raises as ``load_keyslots``."""
+        return decode(_read_at(self._dir_fd, self._name, MAX_ENCODED_BYTES + 1))
+
+    def save(self, ks: Keyslots) -> None:
+        """Atomically replace the file. Raises as ``atomic_write``."""
+        _atomic_write_at(self._dir_fd, self._name, encode(ks))
+
+
+@contextlib.contextmanager
+def hold_keyslots(path: Path) -> Iterator[HeldKeyslots]:
+    """Hold the keyslot file's lock for a longer change (a rekey, finishing one).
+
+    Every writer of the file takes the same lock, so nothing else can change the
+    keys until the block ends. Do not call ``save_keyslots`` or
+    ``change_passphrase_file`` on the same path inside the block: they would wait
+    for this lock; use the ``HeldKeyslots`` methods.
+
+    Raises:
+        KeyFileError: the folder cannot be opened, or another process holds the
+            lock for more than ``LOCK_TIMEOUT_S`` seconds.
+    """
+    with _locked(Path(path)) as (dir_fd, name):
+        yield HeldKeyslots(dir_fd, name)
+
+
+def remove_key_file(path: Path) -> None:
+    """Remove the key file at ``path`` (if present) and any temp file a crash left.
+
+    Under the file's lock; the folder is fsynced afterwards so the removal is durable.
+
+    Raises:
+        KeyFileError: the file could not be removed or the disk did not confirm it.
+    """
+    path = Path(path)
+    with _locked(path) as (dir_fd, name):
+        try:
+            _remove_stale_temps(dir_fd, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+            _fsync(dir_fd)
+        except OSError as e:
+            raise KeyFileError("A key file could not be removed; check the home folder.") from e

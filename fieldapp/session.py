@@ -115,14 +115,19 @@ class Session:
             self._store = self._open_store(unlocked, clock=self.clock)
             return code
 
-    def unlock(self, secret: str) -> None:
-        """Open the store with a passphrase or recovery code. Raises WrongSecret etc."""
+    def unlock(self, secret: str) -> str | None:
+        """Open the store with a passphrase or recovery code. Raises WrongSecret etc.
+
+        Returns a note for the user if an interrupted key change (keys rekey) was
+        finished or undone on the way, else None.
+        """
         with self._lock:
             unlocked = unlock_home(self.home, secret)
             store = self._open_store(unlocked, clock=self.clock)
             if self._store is not None:
                 self._store.close()
             self._store = store
+            return unlocked.note
 
     def lock(self) -> None:
         """Close the store and forget the keys (as far as Python lets us)."""

@@ -24,6 +24,7 @@ from crypto.keyfile import ensure_private_dir
 from crypto.sealed import seal_to_protection
 from fieldapp.domain import dump_canonical, identity_to_json
 from fieldapp.errors import ExitCode, FieldappError
+from fieldapp.store import rotation
 from fieldapp.store.errors import DatabaseDamaged, StoreIOError
 from fieldapp.store.store import FieldStore
 from fieldapp.store.syncbook import BundleMaterial, EnrolmentState, OutgoingBundle
@@ -93,6 +94,9 @@ def manifest_for(
         ),
         attachments=tuple(AttachmentEntry(a, size, sha) for a, size, sha in material.attachments),
         identities=identities,
+        # Every rotation of this device's key, version 1 first: HQ follows the chain
+        # from whatever key it holds, whatever order bundles arrive in.
+        statements=rotation.statements(store),
     )
 
 

@@ -41,6 +41,7 @@ SUBKEY_VECTORS = {
     Purpose.PROTECTION_KEY_STORAGE: (
         "555dc71db1361cfc43d1c7f1e52cbbb7816d52bf600fc6d97e0a56ff941ebe2e"
     ),
+    Purpose.REKEY_HANDOVER: "4467d3c8ff9775962b25919b04cbdaf124b6acf533d908a1358c35a08513067a",
 }
 FIXED_MASTER = MasterKey(bytes(range(32)))
 
@@ -196,6 +197,7 @@ def test_purpose_strings_are_stable() -> None:
         "attachments",
         "device-key-storage",
         "protection-key-storage",
+        "rekey-handover",
     ]
 
 

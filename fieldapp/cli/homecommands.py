@@ -72,6 +72,8 @@ def keys_group() -> None:
 def keys_show(state: CliState, passphrase_file: str | None, as_json: bool) -> None:
     """Show the device key fingerprint, to compare with what HQ sees."""
     unlocked = unlock_home(state.resolve_home(), read_secret("Passphrase", passphrase_file))
+    if unlocked.note:  # an interrupted rekey was settled on the way
+        click.echo(unlocked.note, err=True)
     device = unlocked.device.public_key
     if as_json:
         click.echo(
@@ -100,7 +102,9 @@ def keys_passphrase(
         raise SecretInputError("Only one of the two passphrases can come from standard input.")
     old = read_secret("Current passphrase", passphrase_file)
     new = check_new_passphrase(read_secret("New passphrase", new_passphrase_file, confirm=True))
-    change_passphrase(state.resolve_home(), old, new, kdf=state.kdf)
+    note = change_passphrase(state.resolve_home(), old, new, kdf=state.kdf)
+    if note:  # an interrupted rekey was settled on the way
+        click.echo(note, err=True)
     click.echo("Passphrase changed.", err=True)
 
 
@@ -114,6 +118,68 @@ def keys_recovery(state: CliState, passphrase_file: str | None) -> None:
     )
     click.echo("New recovery code (write it on paper now; it is shown only this once):")
     click.echo(f"  {code}")
+
+
+@keys_group.command("rekey")
+@PASSPHRASE_FILE
+@pass_state
+def keys_rekey(state: CliState, passphrase_file: str | None) -> None:
+    """Move to a new master key: the database is re-encrypted; a new recovery code.
+
+    The passphrase stays; the old recovery code stops working. Close other fieldapp
+    windows first. Takes about as long as reading the database once, twice over.
+    """
+    from fieldapp.store.rekey import rekey_home  # noqa: PLC0415
+
+    home = state.resolve_home()
+    passphrase = read_secret("Passphrase", passphrase_file)
+    click.echo("Re-encrypting the database under a new master key...", err=True)
+    done = rekey_home(home, passphrase, kdf=state.kdf)
+    click.echo(
+        f"Rekeyed in {done.seconds:.1f} s: the database, device key and keyslots are under "
+        "a new master key. The old recovery code no longer works."
+    )
+    click.echo("New recovery code (write it on paper now; it is shown only this once):")
+    click.echo(f"  {done.recovery_code}")
+
+
+@keys_group.command("rotate-device")
+@PASSPHRASE_FILE
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def keys_rotate_device(state: CliState, passphrase_file: str | None, as_json: bool) -> None:
+    """Replace the device signing key; the next bundle proves the change to HQ.
+
+    Works before enrolment too: HQ then binds whatever key the first bundle proves.
+    """
+    from fieldapp.store.rotation import rotate_device  # noqa: PLC0415
+
+    unlocked = unlock_home(state.resolve_home(), read_secret("Passphrase", passphrase_file))
+    if unlocked.note:  # an interrupted rekey was settled on the way
+        click.echo(unlocked.note, err=True)
+    with FieldStore.open(unlocked, clock=state.clock) as store:
+        done = rotate_device(store)
+    old, new = fingerprint(done.old), fingerprint(done.new)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "version": done.version,
+                    "old_device_fingerprint": str(old),
+                    "device_fingerprint": str(new),
+                    "device_key": done.new.raw.hex(),
+                }
+            )
+        )
+        return
+    click.echo(f"Device key rotated (version {done.version}).")
+    click.echo(f"Old device fingerprint: {old}")
+    click.echo(f"New device fingerprint: {new}")
+    click.echo(
+        "Tell HQ the new fingerprint by another channel; the next bundle carries the "
+        "rotation, and HQ accepts the new key only through it.",
+        err=True,
+    )
 
 
 @click.command("panic")

@@ -9,6 +9,18 @@ class StoreError(FieldappError):
     """Base class of store failures."""
 
 
+class ChangedMeanwhile(StoreError):
+    """Another process changed the same keys or trust state between our read and write."""
+
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another fieldapp process changed the same keys at the same moment, so this one "
+            "changed nothing. Run the command again."
+        )
+
+
 class HomeMissing(StoreError):
     exit_code = ExitCode.ERROR
 
@@ -130,4 +142,16 @@ class RecordPurged(StoreError):
         super().__init__(
             "HQ confirmed this testimony and its content was removed from this device, "
             "as the remove-confirmed setting asks; HQ holds it."
+        )
+
+
+class HomeInUse(StoreError):
+    """Another process has the database open while it must be used alone (a rekey)."""
+
+    exit_code = ExitCode.ERROR
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another fieldapp window or command has this home open; close it, then try again. "
+            "Nothing was changed."
         )

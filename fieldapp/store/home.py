@@ -32,6 +32,11 @@ class Home:
         return self.root / "device.key"
 
     @property
+    def rekey_pending(self) -> Path:
+        """Present only while a rekey is in flight: the new keys, until they are in place."""
+        return self.root / "rekey-pending.json"
+
+    @property
     def database(self) -> Path:
         return self.root / "store.db"
 

@@ -198,6 +198,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     INSERT INTO relay_state (id) VALUES (1);
     """,
+    # 8: device key rotations (docs/statements.md, "Device key rotation on the
+    # monitor"): each statement this device signed, old and new public key. The new
+    # secret is kept only while the rotation is pending (the key file not yet known
+    # to be switched); opening the store finishes or undoes a pending one.
+    """
+    CREATE TABLE device_rotations (
+        version    INTEGER PRIMARY KEY CHECK (version >= 1),
+        statement  BLOB NOT NULL,
+        old_public BLOB NOT NULL,
+        new_public BLOB NOT NULL UNIQUE,
+        new_secret BLOB,
+        state      TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+        created_at TEXT NOT NULL,
+        CHECK ((state = 'pending') = (new_secret IS NOT NULL))
+    ) STRICT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Self
 from crypto.attachment import Encrypted, FileKey
 from crypto.bundle import SealedBundle, seal_bundle
 from crypto.enrolment import binding_proof
-from crypto.keys import BoxPublicKey, DeviceVerifyKey
+from crypto.keys import BoxPublicKey, DeviceSigningKey, DeviceVerifyKey
 from crypto.revisions import GENESIS, Revision, make_revision, revision_hash, verify_chain
 from fieldapp.domain import (
     AttachmentRef,
@@ -43,7 +43,7 @@ from fieldapp.domain import (
 )
 from fieldapp.domain.codec import load_strict
 from fieldapp.store import attachments as files
-from fieldapp.store import purge
+from fieldapp.store import purge, rotation
 from fieldapp.store.database import Connection, DatabaseError, integrity_problems, transaction
 from fieldapp.store.errors import (
     AmbiguousId,
@@ -179,6 +179,11 @@ class FieldStore:
             clock,
             random_bytes,
         )
+        try:
+            rotation.finish_pending(store)  # a rotation a crash interrupted
+        except BaseException:
+            store.close()
+            raise
         store.remove_orphaned_attachments()
         return store
 
@@ -226,8 +231,15 @@ class FieldStore:
 
     @functools.cached_property
     def recorded_by(self) -> str:
-        """The id every testimony of this device carries in ``recorded_by``."""
+        """The id every new revision of this device carries in ``recorded_by``: the key
+        that signs it (after a key rotation, older revisions name an older key)."""
         return self.device_key.key_id.hex()
+
+    def _switch_device(self, device: DeviceSigningKey) -> None:
+        """Sign with ``device`` from now on (fieldapp/store/rotation.py switched the file)."""
+        with self._lock:
+            self._unlocked = dataclasses.replace(self._unlocked, device=device)
+            self.__dict__.pop("recorded_by", None)
 
     def new_witness_code(self) -> str:
         return new_witness_code(self._random)
@@ -285,8 +297,12 @@ class FieldStore:
         """True if saving ``testimony`` would change more than its status."""
         if attach or (identity is not None and identity != current.identity):
             return True
+        # recorded_by names the signing key: after a key rotation it differs, but
+        # that alone is no change of content.
         same_status = dataclasses.replace(
-            testimony, status=current.testimony.status, recorded_by=self.recorded_by
+            testimony,
+            status=current.testimony.status,
+            recorded_by=current.testimony.recorded_by,
         )
         return canonical_bytes(same_status) != canonical_bytes(current.testimony)
 
@@ -328,7 +344,9 @@ class FieldStore:
             identity_changed = identity is not None and (
                 current is None or current.identity != identity
             )
-            unchanged = current is not None and payload == canonical_bytes(current.testimony)
+            unchanged = current is not None and canonical_bytes(
+                dataclasses.replace(testimony, recorded_by=current.testimony.recorded_by)
+            ) == canonical_bytes(current.testimony)
             if current is not None and unchanged and not stored and not identity_changed:
                 return current
             return self._commit(record_id, current, testimony, payload, identity, stored)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crypto.kdf import KDF_FLOOR, PRODUCTION_KDF, KdfParams, MasterKey, Purpose, derive_subkey
 from crypto.keyfile import change_passphrase_file as _change_passphrase_file
-from crypto.keyfile import ensure_private_dir, load_keyslots, save_keyslots
+from crypto.keyfile import ensure_private_dir, hold_keyslots, load_keyslots, save_keyslots
 from crypto.keys import DeviceSigningKey
 from crypto.keyslot import SlotKind, add_slot, create_keyslots, replace_slot, unlock
 from crypto.recovery import generate_recovery_code
@@ -26,6 +26,7 @@ from fieldapp.store.database import Connection, open_database, transaction
 from fieldapp.store.devicekey import load_device_key, save_device_key
 from fieldapp.store.errors import HomeExists, HomeMissing, hq_home_refused
 from fieldapp.store.home import Home
+from fieldapp.store.rekeyrecovery import rekey_interrupted, settle_interrupted_rekey
 
 Clock = Callable[[], datetime]
 
@@ -49,6 +50,8 @@ class Unlocked:
     home: Home
     master: MasterKey
     device: DeviceSigningKey
+    # Set when unlocking finished or undid an interrupted rekey: a sentence to show.
+    note: str | None = None
 
     def database_key(self) -> bytes:
         return derive_subkey(self.master, Purpose.SQLCIPHER_KEY)
@@ -98,21 +101,37 @@ def create_home(
 def unlock_home(home: Home, secret: str) -> Unlocked:
     """Open the keys with a passphrase or recovery code.
 
-    Raises HomeMissing, WrongSecret, KeyslotCorrupt, KeyFileError, DatabaseDamaged.
+    If a rekey was interrupted, finishes or undoes it first (fieldapp.store.rekeyrecovery).
+    Raises HomeMissing, WrongSecret, KeyslotCorrupt, KeyFileError, DatabaseDamaged,
+    RekeyPendingCorrupt.
     """
     if not home.is_set_up():
         raise HomeMissing
     if home.is_hq():
         raise hq_home_refused()
-    master, _ = unlock(load_keyslots(home.keyslots), secret)
-    return Unlocked(home, master, load_device_key(home.device_key, master))
+    note = None
+    if rekey_interrupted(home):
+        with hold_keyslots(home.keyslots) as held:
+            master, note = settle_interrupted_rekey(home, held, secret)
+    else:
+        master, _ = unlock(load_keyslots(home.keyslots), secret)
+    return Unlocked(home, master, load_device_key(home.device_key, master), note)
 
 
-def change_passphrase(home: Home, old: str, new: str, *, kdf: KdfPolicy = KdfPolicy()) -> None:
-    """Rewrap the passphrase slot under ``new``; crash-safe. Raises as the keyfile module."""
+def change_passphrase(
+    home: Home, old: str, new: str, *, kdf: KdfPolicy = KdfPolicy()
+) -> str | None:
+    """Rewrap the passphrase slot under ``new``; crash-safe. Raises as the keyfile module.
+
+    Returns the note of an interrupted rekey settled first (see ``unlock_home``), or None.
+    """
     if not home.is_set_up():
         raise HomeMissing
+    note = None
+    if rekey_interrupted(home):  # the pending keyslots carry the current passphrase
+        note = unlock_home(home, old).note
     _change_passphrase_file(home.keyslots, old, new, params=kdf.params, floor=kdf.floor)
+    return note
 
 
 def new_recovery_code(home: Home, secret: str, *, kdf: KdfPolicy = KdfPolicy()) -> str:
@@ -122,19 +141,23 @@ def new_recovery_code(home: Home, secret: str, *, kdf: KdfPolicy = KdfPolicy()) 
     """
     if not home.is_set_up():
         raise HomeMissing
-    keyslots = load_keyslots(home.keyslots)
-    master, _ = unlock(keyslots, secret)
-    code = generate_recovery_code()
-    recovery = [s.slot_id for s in keyslots.slots if s.kind is SlotKind.RECOVERY]
-    if recovery:
-        keyslots = replace_slot(
-            keyslots, master, recovery[0], code, params=kdf.params, floor=kdf.floor
-        )
-    else:
-        keyslots, _ = add_slot(
-            keyslots, master, code, SlotKind.RECOVERY, params=kdf.params, floor=kdf.floor
-        )
-    save_keyslots(home.keyslots, keyslots)
+    if rekey_interrupted(home):
+        unlock_home(home, secret)
+    # Read, change and write under the lock: a rekey in between must not be undone.
+    with hold_keyslots(home.keyslots) as held:
+        keyslots = held.load()
+        master, _ = unlock(keyslots, secret)
+        code = generate_recovery_code()
+        recovery = [s.slot_id for s in keyslots.slots if s.kind is SlotKind.RECOVERY]
+        if recovery:
+            keyslots = replace_slot(
+                keyslots, master, recovery[0], code, params=kdf.params, floor=kdf.floor
+            )
+        else:
+            keyslots, _ = add_slot(
+                keyslots, master, code, SlotKind.RECOVERY, params=kdf.params, floor=kdf.floor
+            )
+        held.save(keyslots)
     return code
 
 
@@ -161,9 +184,14 @@ def panic(home: Home) -> float:
     if not home.is_set_up() and not home.device_key.exists():
         raise HomeMissing
     start = time.monotonic()
+    _shred(home.rekey_pending)  # an interrupted rekey's copies of both keyslot files
     _shred(home.keyslots)
     _shred(home.device_key)
-    for pattern in (f".{home.keyslots.name}*", f".{home.device_key.name}*"):
+    for pattern in (
+        f".{home.keyslots.name}*",
+        f".{home.device_key.name}*",
+        f".{home.rekey_pending.name}*",
+    ):
         for stray in home.root.glob(pattern):  # lock files, a crashed write's temp file
             with contextlib.suppress(OSError):
                 stray.unlink()

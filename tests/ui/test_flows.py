@@ -26,7 +26,10 @@ from crypto.errors import WrongSecret
 from fieldapp.domain import Place, Status
 from fieldapp.domain.passphrase import estimate
 from fieldapp.session import Session
+from fieldapp.store import dbrekey
 from fieldapp.store.home import Home
+from fieldapp.store.rekey import rekey_home
+from fieldapp.store.rekeyrecovery import FINISHED_CODE_LOST
 from fieldapp.store.store import Sort
 from fieldapp.store.vault import unlock_home
 from fieldapp.ui.app import FieldApp
@@ -37,7 +40,7 @@ from fieldapp.ui.screens.setup import SetupScreen
 from fieldapp.ui.screens.sync import SyncScreen
 from fieldapp.ui.screens.testimonies import PAGE_SIZE, TestimoniesScreen
 from fieldapp.ui.screens.unlock import UnlockScreen
-from tests.store.conftest import ARABIC, make_testimony
+from tests.store.conftest import ARABIC, CHEAP, make_testimony
 from tests.ui import (
     PASSPHRASE,
     CountingRandom,
@@ -178,6 +181,33 @@ async def test_wrong_passphrase_says_so_in_one_line_and_stays(tmp_path: Path) ->
         await unlock(pilot)
         assert isinstance(app.screen, TestimoniesScreen)
         assert len(rows(app)) == 3
+
+
+@pilot_test
+async def test_an_interrupted_rekey_finished_at_unlock_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keys rekey killed after the database moved: the UI finishes it, and says the code changed."""
+    session = make_session(tmp_path)
+    populate(session, 2)
+
+    def killed(step: str) -> None:
+        if step == "rekeyed":
+            raise KeyboardInterrupt  # stands for the process dying right there
+
+    monkeypatch.setattr(dbrekey, "step_hook", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rekey_home(session.home, PASSPHRASE, kdf=CHEAP)
+    monkeypatch.setattr(dbrekey, "step_hook", dbrekey._no_step)
+    assert session.home.rekey_pending.exists()
+    app = FieldApp(session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await unlock(pilot)
+        assert isinstance(app.screen, TestimoniesScreen)
+        assert len(rows(app)) == 2
+        notes = [n.message for n in app._notifications]
+        assert notes == [FINISHED_CODE_LOST]
+    assert not session.home.rekey_pending.exists()
 
 
 @pytest.mark.parametrize("where", ["list", "detail", "help over detail", "sync"])

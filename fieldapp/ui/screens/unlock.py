@@ -50,8 +50,9 @@ class UnlockScreen(BaseScreen):
         self.unlock(event.value)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="unlock")
-    def unlock(self, passphrase: str) -> None:
-        self.app.session.unlock(passphrase)  # type: ignore[attr-defined]
+    def unlock(self, passphrase: str) -> str | None:
+        note: str | None = self.app.session.unlock(passphrase)  # type: ignore[attr-defined]
+        return note
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "unlock" or event.state not in (
@@ -64,6 +65,9 @@ class UnlockScreen(BaseScreen):
         field.disabled = False
         field.value = ""
         if event.state is WorkerState.SUCCESS:
+            note = event.worker.result
+            if isinstance(note, str):  # an interrupted key change was settled
+                self.app.notify(note, title="Keys", severity="warning", timeout=60)
             self.app.show_testimonies()  # type: ignore[attr-defined]
             return
         _, sentence = describe(event.worker.error)
