@@ -6,10 +6,15 @@ For each bundle file, in order, stopping at the first failure:
    FIFO); in a folder, only ``*.fabundle`` files are taken;
 2. the envelope opens with one of HQ's box keys and its device signature
    verifies (crypto/bundle.py); the device is asked about before any payload is
-   decrypted: a known key of a revoked device is refused there;
+   decrypted: a known key of a revoked device is refused there; a bundle no
+   held key opens is ``destroyed-key`` if HQ has destroyed any box key
+   (fieldapp/hq/boxkeys.py), else ``no-matching-key``;
 3. the payload parses (sync/payload.py) and every attachment matches its
    declared size and SHA-256; attachments are encrypted into the archive as
-   they stream, and removed again if anything later fails;
+   they stream, and removed again if anything later fails. As soon as the
+   manifest is read, before any attachment: the enrolment it names must not be
+   revoked, and an unknown signing key must be proved by the enrolment proof or
+   by the device's key rotation chain (fieldapp/hq/devicechain.py);
 4. every revision verifies: the hash chain from the genesis, each signature,
    each payload is a testimony recorded by its signing key that passes the
    same validation the device applied (HQ's vocabulary included); an
@@ -35,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from crypto.bundle import MAX_PADDED_BYTES, OpenedBundle, open_bundle
+from crypto.bundle import MAX_PADDED_BYTES, open_bundle
 from crypto.errors import BundleError, BundleReason
 from crypto.keyfile import atomic_write, ensure_private_dir
 from crypto.keys import DeviceVerifyKey
@@ -53,6 +58,7 @@ from fieldapp.hq.archive import (
     IncomingBundle,
     IncomingRevision,
 )
+from fieldapp.hq.devicechain import DeviceVerdict
 from fieldapp.hq.errors import ImportRefused, Refusal
 from fieldapp.store.attachments import IncomingFile
 from sync.errors import PayloadError
@@ -168,9 +174,10 @@ def _device_check(
                 )
                 return False
             return True
-        # An unknown key may be a device's first bundle: it proves its enrolment in
-        # the payload, checked before anything is imported.
-        if archive.has_open_enrolments():
+        # An unknown key may be a device's first bundle, or a device's rotated key:
+        # it proves its enrolment or its rotation chain in the manifest, checked
+        # before any attachment is decrypted (fieldapp/hq/devicechain.py).
+        if archive.accepts_new_keys():
             return True
         refused.append(
             ImportRefused(
@@ -184,9 +191,15 @@ def _device_check(
 
 
 def _verify_contents(
-    opened: OpenedBundle, manifest: Manifest, vocabulary: Vocabulary
+    manifest: Manifest, vocabulary: Vocabulary, device_keys: frozenset[bytes]
 ) -> tuple[IncomingRevision, ...]:
-    """Step 4: the revisions, their testimonies, and what the bundle claims about them."""
+    """Step 4: the revisions, their testimonies, and what the bundle claims about them.
+
+    ``device_keys`` are the keys of the bundle's device (enrolment identity) once
+    this bundle's rotation statements are applied: after a key rotation, older
+    revisions are signed by, and name in ``recorded_by``, an older key of it.
+    """
+    recorders = {DeviceVerifyKey(k).key_id.hex() for k in device_keys}
     tid = manifest.testimony_id
     try:
         revisions = [entry.to_revision(tid) for entry in manifest.revisions]
@@ -206,7 +219,7 @@ def _verify_contents(
                 f"Revision {revision.seq} is not a valid testimony for this HQ (if the "
                 "monitor runs a newer fieldapp, update HQ's and import it again).",
             ) from e
-        if testimony.recorded_by != revision.device.key_id.hex():
+        if testimony.recorded_by not in recorders:
             raise ImportRefused(
                 Refusal.REVISIONS, f"Revision {revision.seq} names another recording device."
             )
@@ -221,7 +234,7 @@ def _verify_contents(
                 raise ImportRefused(
                     Refusal.REVISIONS, "A revision changes the size or hash of an attachment."
                 )
-    if revisions[-1].device != opened.device:
+    if revisions[-1].device.raw not in device_keys:
         raise ImportRefused(
             Refusal.REVISIONS, "The latest revision is not signed by the bundle's device."
         )
@@ -247,11 +260,17 @@ def open_and_verify(
     """Steps 2 to 4 for one bundle stream. Raises ImportRefused; ``writers`` holds files."""
     refused: list[ImportRefused] = []
     signers: list[DeviceVerifyKey] = []
+    verdicts: list[DeviceVerdict] = []
 
     def check_claim(manifest: Manifest) -> None:
         # Before any attachment is decrypted: the enrolment the bundle claims must
-        # be this device's (or an open one whose proof verifies for its key).
-        archive.check_enrolment(manifest.enrolment_id, signers[-1], manifest.binding)
+        # be this device's (or an open one whose proof verifies for its key), and
+        # an unknown key must be reached by the device's rotation chain.
+        verdicts.append(
+            archive.check_enrolment(
+                manifest.enrolment_id, signers[-1], manifest.binding, manifest.statements
+            )
+        )
 
     reader = PayloadReader(on_manifest=check_claim, new_attachment=writers.new)
     try:
@@ -265,10 +284,14 @@ def open_and_verify(
     except BundleError as e:
         if refused:
             raise refused[0] from e
+        if e.reason is BundleReason.NO_MATCHING_KEY:
+            destroyed = archive.destroyed_key_refusal()  # None if no box key was destroyed
+            if destroyed is not None:
+                raise destroyed from e
         raise ImportRefused(_BUNDLE_REFUSALS.get(e.reason, Refusal.FORMAT), e.message) from e
     except PayloadError as e:
         raise ImportRefused(Refusal.PAYLOAD, e.message) from e
-    revisions = _verify_contents(opened, manifest, archive.vocabulary)
+    revisions = _verify_contents(manifest, archive.vocabulary, verdicts[-1].keys)
     attachments = []
     for entry in manifest.attachments:
         writer = writers.files[entry.id]
@@ -287,6 +310,7 @@ def open_and_verify(
         revisions=revisions,
         attachments=tuple(attachments),
         identities=tuple((i.witness_code, i.sealed) for i in manifest.identities),
+        statements=manifest.statements,
     )
 
 

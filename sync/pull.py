@@ -29,6 +29,7 @@ from crypto.keyfile import ensure_private_dir
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hq.archive import HqArchive
 from sync.hqimport import BUNDLE_SUFFIX, Outcome, import_file
+from sync.publish import put_chain
 from sync.push import DEFAULT_BUDGET_SECONDS
 from sync.relayclient import (
     DEFAULT_TIMEOUT,
@@ -118,8 +119,10 @@ class _Puller:
             if self.archive.pulled_outcome(blob.id) is None and not self.fetch_and_import(blob):
                 continue
             done.append(blob.id)
-        self.publish_receipts()
+        # Statements first: a receipt signed by a root a device has not followed to
+        # yet is refused, and the device's receipt cursor moves past it for good.
         self.publish_statements()
+        self.publish_receipts()
         for blob_id in done:
             self.backoff.call(partial(self.client.delete_blob, blob_id))
             self.report.deleted += 1
@@ -231,9 +234,9 @@ class _Puller:
             self.report.receipts_published += len(batch)
 
     def publish_statements(self) -> None:
-        for version, statement in enumerate(self.archive.statements(), start=1):
-            self.backoff.call(partial(self.client.put_statement, version, statement))
-            self.report.statements_published += 1
+        self.report.statements_published += put_chain(
+            self.client, self.backoff, self.archive.statements()
+        )
 
 
 class PullRunning(FieldappError):

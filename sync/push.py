@@ -12,9 +12,9 @@ relay acknowledged its last byte, which it acknowledges only once the whole
 blob hashed to its id.
 
 Then HQ's newer key statements are fetched and verified from the trust state
-the device holds (crypto.statements.verify_hq_chain, judged at
-``max(clock, floor)``); the new state and raised floor are kept in one
-transaction, and if expired keys had held sealing back, what is ready is
+the device holds (sync/hqtrust.py, the same code a USB stick's statements go
+through: verified at ``max(clock, floor)``, the new state and raised floor kept
+in one transaction), and if expired keys had held sealing back, what is ready is
 sealed and sent now. Last, every receipt published since the stored cursor is
 fetched (the relay cannot tell whose bundles they are) and each one verified
 against HQ's root exactly as receipts from a USB stick are (sync/usb.py); those
@@ -32,17 +32,12 @@ from functools import partial
 from pathlib import Path
 
 from crypto.errors import StatementError
-from crypto.statements import (
-    HqKeysStatement,
-    RootRotationStatement,
-    parse_statement,
-    verify_hq_chain,
-)
 from fieldapp.errors import FieldappError
 from fieldapp.store.store import FieldStore
 from fieldapp.store.syncbook import EnrolmentState, OutgoingBundle
 from fieldapp.store.vault import Clock, utc_now
 from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
+from sync.hqtrust import apply_hq_statements
 from sync.outbox import HqKeysExpired, build_bundles, outbox_path
 from sync.relayclient import (
     DEFAULT_CHUNK_BYTES,
@@ -56,6 +51,7 @@ from sync.relayclient import (
     RelayTooLarge,
     UploadGone,
 )
+from sync.tokenpickup import pick_up_token
 from sync.usb import UsbTransfers, apply_receipts, verify_receipts
 
 DEFAULT_BUDGET_SECONDS = 600.0
@@ -77,6 +73,8 @@ class PushReport:
     confirmed: int = 0  # this device's bundles newly confirmed
     statements: int = 0  # new HQ key statements accepted
     trust_version: int = 0
+    token_serial: int | None = None  # an upload-token notice applied by this push
+    token_renewed: bool = False  # the push picked up (and then used) a new upload token
     warnings: list[str] = field(default_factory=list)
 
 
@@ -98,15 +96,6 @@ def _read_at(path: Path, offset: int, length: int) -> bytes:
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
-
-
-def _statement_floor(statements: list[bytes]) -> int:
-    floor = 0
-    for raw in statements:
-        statement = parse_statement(raw)
-        if isinstance(statement, HqKeysStatement | RootRotationStatement):
-            floor = max(floor, statement.issued_at)
-    return floor
 
 
 class _Pusher:
@@ -139,6 +128,7 @@ class _Pusher:
         if self.fetch_statements() and held_back is not None:
             held_back = self.seal()
             self.upload_pending()
+        self.fetch_upload_token()
         self.fetch_receipts()
         self.report.bytes_sent = self.client.bytes_sent
         self.report.retries = self.backoff.retries
@@ -290,11 +280,8 @@ class _Pusher:
         if not new:
             self.report.trust_version = after
             return False
-        now = max(int(self.clock().timestamp()), state.clock_floor)
         try:
-            trust = verify_hq_chain(state.trust, new, now)
-            floor = _statement_floor(new)
-            versions = [parse_statement(s).version for s in new]
+            update = apply_hq_statements(self.store, new, int(self.clock().timestamp()))
         except StatementError as e:
             self.report.trust_version = after
             self.report.warnings.append(
@@ -302,12 +289,17 @@ class _Pusher:
                 "device keeps the HQ keys it had. Tell HQ."
             )
             return False
-        updated = self.store.sync_book.advance_trust(
-            trust, list(zip(versions, new, strict=True)), floor
-        )
-        self.report.statements = len(new)
-        self.report.trust_version = updated.trust.version
+        self.report.statements = update.accepted
+        self.report.trust_version = update.version
         return True
+
+    def fetch_upload_token(self) -> None:
+        """A new upload token from HQ's notice, used from the next request (sync/tokenpickup.py)."""
+        picked = pick_up_token(self.store, self.client, self.backoff, self.enrolment())
+        self.report.token_serial = picked.serial
+        self.report.token_renewed = picked.renewed
+        if picked.warning is not None:
+            self.report.warnings.append(picked.warning)
 
     def fetch_receipts(self) -> None:
         book = self.store.sync_book

@@ -2,7 +2,11 @@
 
 On the stick a bundle is named by a fresh random id and nothing else: the
 name says nothing about the device, the testimony or the time. Receipts travel
-back as one file per export, each receipt 144 bytes (crypto/receipts.py).
+back as one file per export, each receipt 144 bytes (crypto/receipts.py), and
+beside them HQ's whole key statement chain (sync/statementfile.py), so a
+monitor that never reaches the relay still learns a new HQ box key. A monitor
+applies the statements before the receipts, through the same verification as
+``sync push`` (sync/hqtrust.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from crypto.errors import ReceiptError
+from crypto.errors import ReceiptError, StatementError
 from crypto.receipts import RECEIPT_BYTES, Receipt, verify_receipt
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.hq.archive import HqArchive
@@ -30,9 +34,17 @@ from sync.files import (
     regular_files,
     write_new,
 )
+from sync.hqtrust import apply_hq_statements, newer_than
 from sync.outbox import BUNDLE_SUFFIX, HqKeysExpired, build_bundles, outbox_path
+from sync.statementfile import (
+    MAX_FILE_BYTES,
+    StatementsFileRefused,
+    decode_statements,
+    encode_statements,
+)
 
 RECEIPTS_SUFFIX = ".fareceipts"
+STATEMENTS_SUFFIX = ".fastatements"
 MAX_RECEIPTS_PER_FILE = 1_000_000
 
 
@@ -51,11 +63,59 @@ def readable_folder(folder: Path) -> Path:
     return checked_folder(folder, write=False)
 
 
+class StatementsRefused(FieldappError):
+    """HQ key statements from the stick were refused; the device's trust is unchanged."""
+
+    exit_code = ExitCode.KEYS
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptReport:
     files: int
     receipts: int
     confirmed: int
+    statements: int = 0  # new HQ key statements accepted from the stick
+    trust_version: int = 0  # the HQ key version the device trusts afterwards
+
+
+@dataclass(frozen=True, slots=True)
+class StickStatements:
+    """What the stick's statement files did to the device's trust."""
+
+    accepted: int
+    version: int
+    refused: str | None  # the reason of the first refusal, if any
+
+
+def apply_stick_statements(store: FieldStore, folder: Path, now: datetime) -> StickStatements:
+    """Apply HQ's newer key statements from every ``*.fastatements`` file in ``folder``.
+
+    Files are taken in name order, each verified from the trust reached so far
+    (sync/hqtrust.py); statements the device already has are skipped. A refused
+    file changes nothing and the others still count. Raises NotEnrolled, UnsafeFolder.
+    """
+    state = store.sync_book.enrolment()
+    if state is None:
+        raise NotEnrolled
+    try:
+        files = regular_files(folder, STATEMENTS_SUFFIX)
+    except OSError as e:
+        raise UnsafeFolder("The folder cannot be read; check the path and permissions.") from e
+    accepted, version, refused = 0, state.trust.version, None
+    for path in files:
+        try:
+            with open_regular(path) as src:
+                chain = decode_statements(src.read(MAX_FILE_BYTES + 1))
+            update = apply_hq_statements(store, newer_than(version, chain), int(now.timestamp()))
+        except (StatementsFileRefused, OSError):
+            refused = refused or "malformed"
+            continue
+        except StatementError as e:
+            refused = refused or e.reason.value
+            continue
+        accepted += update.accepted
+        version = update.version
+    return StickStatements(accepted, version, refused)
 
 
 def export_bundles(
@@ -69,10 +129,14 @@ def export_bundles(
     """Seal what is ready, then copy every bundle not yet exported into ``folder``.
 
     With ``again``, every bundle HQ has not confirmed is copied, even if it was
-    exported before (the first stick was lost). Raises NotEnrolled,
+    exported before (the first stick was lost). HQ key statements already on the
+    stick (it came back from HQ) are applied first, so new bundles are sealed to
+    HQ's newest box key; a refused statements file is left for ``sync
+    import-receipts`` to report and does not stop the export. Raises NotEnrolled,
     HqKeysExpired, UnsafeFolder, StoreIOError (the home), StickIOError (the folder).
     """
     checked_folder(folder)
+    apply_stick_statements(store, folder, now)
     expired = False
     try:
         build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
@@ -138,17 +202,26 @@ def apply_receipts(store: FieldStore, receipts: Sequence[Receipt]) -> int:
     return sum(store.sync_book.confirm(r.bundle_id, r.payload_sha256) is not None for r in receipts)
 
 
-def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
-    """Apply every valid receipt file in ``folder``; refuse a file with any bad receipt.
+def import_receipts(
+    store: FieldStore, folder: Path, *, now: datetime | None = None
+) -> ReceiptReport:
+    """Apply HQ's key statements from ``folder``, then every valid receipt file in it.
 
-    A receipt confirms a bundle only if it is signed by the HQ root this device
-    enrolled with and names a bundle this device built, with the same payload
-    hash. Raises NotEnrolled, ReceiptsRefused (after applying the good files).
+    Statements first (``apply_stick_statements``): a receipt signed by a root HQ
+    rotated to is then already trusted, and bundles sealed from now on go to
+    the newest box key. A receipt confirms a bundle only if it is signed by the
+    HQ root this device trusts and names a bundle this device built, with the
+    same payload hash; a file with any bad receipt is refused whole. Raises
+    NotEnrolled, ReceiptsRefused (after applying the good files),
+    StatementsRefused (statements refused, receipts all applied).
     """
-    state = store.sync_book.enrolment()
-    if state is None:
+    if store.sync_book.enrolment() is None:
         raise NotEnrolled
     readable_folder(folder)
+    statements = apply_stick_statements(store, folder, now or utc_now())
+    state = store.sync_book.enrolment()
+    if state is None:  # pragma: no cover -- checked above
+        raise NotEnrolled
     try:
         files = regular_files(folder, RECEIPTS_SUFFIX)
     except OSError as e:
@@ -166,12 +239,25 @@ def import_receipts(store: FieldStore, folder: Path) -> ReceiptReport:
         else:
             checked.extend(verified)
     confirmed = apply_receipts(store, checked)
+    keys_refused = (
+        ""
+        if statements.refused is None
+        else f"HQ key statements on the stick were refused ({statements.refused}); this "
+        f"device keeps the HQ keys it had (version {statements.version}). "
+    )
     if refused:
         raise ReceiptsRefused(
-            f"{len(refused)} receipts file(s) did not verify against HQ's key and were not "
-            f"applied ({confirmed} bundle(s) confirmed from the others)."
+            f"{keys_refused}{len(refused)} receipts file(s) did not verify against HQ's key "
+            f"and were not applied ({confirmed} bundle(s) confirmed from the others)."
         )
-    return ReceiptReport(len(files), len(checked), confirmed)
+    if keys_refused:
+        raise StatementsRefused(
+            f"{keys_refused}{confirmed} bundle(s) newly confirmed from the receipts. Ask HQ "
+            "for a fresh stick, and tell them: the stick may have been tampered with."
+        )
+    return ReceiptReport(
+        len(files), len(checked), confirmed, statements.accepted, statements.version
+    )
 
 
 def export_receipts(
@@ -195,6 +281,24 @@ def export_receipts(
         ) from e
     archive.mark_receipts_exported([b for b, _ in receipts])
     return len(receipts)
+
+
+def export_statements(archive: HqArchive, folder: Path) -> int:
+    """Write HQ's whole key statement chain into one new file; returns its newest version.
+
+    Monitors that only ever see sticks learn a new box key or root from it.
+    Raises UnsafeFolder, StickIOError.
+    """
+    checked_folder(folder)
+    chain = archive.statements()
+    try:
+        write_new(folder, secrets.token_hex(16) + STATEMENTS_SUFFIX, [encode_statements(chain)])
+    except OSError as e:
+        raise StickIOError(
+            "Writing HQ's key statements to the folder failed (the USB stick may be full, "
+            "write-protected or removed). Try again."
+        ) from e
+    return len(chain)
 
 
 class UsbTransfers:

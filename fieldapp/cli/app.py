@@ -157,6 +157,7 @@ def _register() -> None:
     # Imported here: the command modules import this module's state.
     from fieldapp.cli.homecommands import init_command, keys_group, panic_command  # noqa: PLC0415
     from fieldapp.cli.hqcommands import hq_group  # noqa: PLC0415
+    from fieldapp.cli.hqkeycommands import hq_rotate_key  # noqa: PLC0415, F401 -- registers
     from fieldapp.cli.records import check_command, record_group, search_command  # noqa: PLC0415
     from fieldapp.cli.relaycommands import relay_group  # noqa: PLC0415
     from fieldapp.cli.synccommands import enroll_command, sync_group  # noqa: PLC0415

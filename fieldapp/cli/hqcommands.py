@@ -29,7 +29,8 @@ from sync.hqimport import Outcome, import_path
 from sync.pull import pull
 from sync.push import DEFAULT_BUDGET_SECONDS
 from sync.relayclient import check_pin, check_relay_url, check_token, describe
-from sync.usb import export_receipts
+from sync.tokenrotation import DEFAULT_GRACE_DAYS, MAX_GRACE_DAYS, rotate_upload_token
+from sync.usb import export_receipts, export_statements
 
 MAX_TOKEN_FILE_BYTES = 1024
 
@@ -141,21 +142,14 @@ def hq_keys(state: CliState, as_json: bool, passphrase_file: str | None) -> None
     with open_archive(state, passphrase_file) as archive:
         root = archive.root_public()
         trust = archive.trust()
-        boxes = archive.box_key_rows()
+        boxes = archive.box_key_infos()
         protection = archive.protection_public()
     info: dict[str, Any] = {
         "hq_fingerprint": str(hq_fingerprint(root)),
         "root_key_id": root.key_id.hex(),
         "statement_version": trust.version,
         "keys_expire_at": datetime.fromtimestamp(trust.expires_at or 0, UTC).isoformat(),
-        "box_keys": [
-            {
-                "key_id": key_id.hex(),
-                "created_at": created,
-                "state": "destroyed" if destroyed else "retired" if retired else "current",
-            }
-            for key_id, _, created, retired, destroyed in boxes
-        ],
+        "box_keys": [box.as_json() for box in boxes],
         "protection_key_id": protection.key_id.hex(),
         "protection_fingerprint": str(fingerprint(protection)),
     }
@@ -167,10 +161,8 @@ def hq_keys(state: CliState, as_json: bool, passphrase_file: str | None) -> None
     click.echo(
         f"Statement version:  {info['statement_version']} (expires {info['keys_expire_at']})"
     )
-    for box in info["box_keys"]:
-        click.echo(
-            f"Box key:            {box['key_id']}  {box['state']}, created {box['created_at']}"
-        )
+    for box in boxes:
+        click.echo(f"Box key:            {box.key_id.hex()}  {box.describe()}")
     click.echo(f"Protection key id:  {info['protection_key_id']}")
 
 
@@ -247,6 +239,7 @@ def hq_devices(state: CliState, as_json: bool, passphrase_file: str | None) -> N
             "bound_at": d.bound_at,
             "revoked_at": d.revoked_at,
             "device_fingerprint": str(fingerprint(d.keys[-1])) if d.keys else None,
+            "key_version": d.key_version,  # 0 at enrolment, +1 per rotation of the key
         }
         for d in devices
     ]
@@ -265,7 +258,9 @@ def hq_devices(state: CliState, as_json: bool, passphrase_file: str | None) -> N
         )
         click.echo(f"{r['name']}  {state_text}  enrolled {r['enrolled_at']}")
         if r["device_fingerprint"]:
-            click.echo(f"    device fingerprint {r['device_fingerprint']}")
+            click.echo(
+                f"    device fingerprint {r['device_fingerprint']}  key version {r['key_version']}"
+            )
 
 
 @hq_group.command("revoke")
@@ -346,6 +341,62 @@ def hq_relay_config(
     click.echo(f"Relay: {config.url}")
     click.echo(f"TLS pin: {config.pin or 'none (the usual certificate authorities)'}")
     click.echo("Tokens: HQ token and upload token kept (not shown).")
+
+
+@hq_group.command("rotate-upload-token")
+@click.option(
+    "--grace-days",
+    type=click.FloatRange(min=0, max=MAX_GRACE_DAYS),
+    default=DEFAULT_GRACE_DAYS,
+    show_default=True,
+    metavar="DAYS",
+    help="How long the relay still takes the old token (devices pick the new one up meanwhile).",
+)
+@click.option(
+    "--proxy",
+    metavar="socks5h://HOST:PORT",
+    help="Send through this SOCKS5 proxy (Tor: socks5h://127.0.0.1:9050).",
+)
+@click.option(
+    "--resend-last",
+    is_flag=True,
+    help="Send the last rotation again (a relay restored from an older backup).",
+)
+@PASSPHRASE_FILE
+@pass_state
+def hq_rotate_upload_token(
+    state: CliState,
+    grace_days: float,
+    proxy: str | None,
+    resend_last: bool,
+    passphrase_file: str | None,
+) -> None:
+    """Give the relay a new upload token, sealed to each enrolled, non-revoked device.
+
+    Devices pick it up on their next sync push; the old token stops working after
+    the grace period. Run it again after a failure: it sends the same rotation.
+    """
+    with open_archive(state, passphrase_file) as archive:
+        report = rotate_upload_token(
+            archive,
+            grace_days=grace_days,
+            proxy=proxy,
+            clock=state.clock,
+            resend_last=resend_last,
+        )
+    until = datetime.fromtimestamp(report.previous_valid_until, UTC).isoformat(timespec="minutes")
+    again = " (sent again)" if report.resent else ""
+    click.echo(
+        f"Upload token rotated{again}: notice {report.serial} for {report.devices} device(s) "
+        f"on the relay at {report.relay}; the old token works until {until}."
+    )
+    if report.waiting:
+        click.echo(
+            f"{report.waiting} enrolled device(s) have not sent a first bundle, so they got no "
+            "copy: they lose the relay when the grace ends (re-enrol them, or rotate again "
+            "after their first bundle arrives).",
+            err=True,
+        )
 
 
 @hq_group.command("pull")
@@ -694,7 +745,12 @@ def hq_export_receipts(
     device: str | None,
     passphrase_file: str | None,
 ) -> None:
-    """Write signed receipts for imported bundles to FOLDER, for the monitors."""
+    """Write signed receipts for imported bundles to FOLDER, for the monitors.
+
+    HQ's key statements go beside them, so a monitor that never reaches the
+    relay learns a new box key or root from the stick (sync import-receipts).
+    """
     with open_archive(state, passphrase_file) as archive:
         count = export_receipts(archive, folder, include_exported=everything, device=device)
-    click.echo(f"Wrote {count} receipt(s) to {folder}.")
+        version = export_statements(archive, folder)
+    click.echo(f"Wrote {count} receipt(s) and HQ's key statements (version {version}) to {folder}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from fieldapp.cli.session import open_store
 from fieldapp.cli.state import CliState, pass_state
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.store.syncbook import EnrolmentState
+from fieldapp.store.uploadtoken import token_state
 from fieldapp.transfer import Progress
 from sync.enrol import enrol, read_enrolment_file
 from sync.push import DEFAULT_BUDGET_SECONDS, PushReport, push
@@ -135,6 +137,7 @@ def push_summary(report: PushReport) -> str:
         f"{report.relay}{details}; {report.receipts} receipt(s) read, {report.confirmed} "
         f"bundle(s) newly confirmed by HQ; HQ keys at version {report.trust_version}"
         + (f" ({report.statements} new statement(s))." if report.statements else ".")
+        + (" Picked up HQ's new relay upload token." if report.token_renewed else "")
     )
 
 
@@ -188,12 +191,18 @@ def sync_export(state: CliState, folder: Path, again: bool, passphrase_file: str
 @PASSPHRASE_FILE
 @pass_state
 def sync_import_receipts(state: CliState, folder: Path, passphrase_file: str | None) -> None:
-    """Apply HQ's signed receipts from FOLDER: confirmed testimonies are marked so."""
+    """Apply HQ's key statements, then its signed receipts, from FOLDER.
+
+    A newer HQ box key on the stick is used for every bundle sealed from then on;
+    confirmed testimonies are marked so.
+    """
     with open_store(state, passphrase_file) as store:
-        report = import_receipts(store, folder)
+        report = import_receipts(store, folder, now=state.clock())
+    keys = f" ({report.statements} new statement(s))" if report.statements else ""
     click.echo(
         f"Read {report.receipts} receipt(s) from {report.files} file(s); "
-        f"{report.confirmed} bundle(s) newly confirmed by HQ."
+        f"{report.confirmed} bundle(s) newly confirmed by HQ; HQ keys at version "
+        f"{report.trust_version}{keys}."
     )
 
 
@@ -208,9 +217,18 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
         enrolment = book.enrolment()
         bundles = book.bundles()
         relay = book.relay_state()
+        token = token_state(store)
         status: dict[str, Any] = {
             "enrolled": enrolment is not None,
             "device_name": None if enrolment is None else enrolment.device_name,
+            # The HQ key statement version this device trusts, and the box key it seals to.
+            "hq_key_version": None if enrolment is None else enrolment.trust.version,
+            "hq_box_key_id": None
+            if enrolment is None or enrolment.trust.box is None
+            else enrolment.trust.box.key_id.hex(),
+            "hq_keys_expire_at": None
+            if enrolment is None or enrolment.trust.expires_at is None
+            else datetime.fromtimestamp(enrolment.trust.expires_at, UTC).isoformat(),
             "queued": len(book.ready()),
             "bundles": len(bundles),
             "waiting_to_leave": sum(
@@ -227,6 +245,8 @@ def sync_status(state: CliState, as_json: bool, passphrase_file: str | None) -> 
             "last_push_at": relay.last_push_at,
             "last_error": relay.last_error,
             "last_error_at": relay.last_error_at,
+            "upload_token_notice": token.serial or None,
+            "upload_token_left_out": token.no_entry_serial,
         }
     if as_json:
         click.echo(json.dumps(status))

@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, BinaryIO, Self
 
 from crypto.attachment import Encrypted, FileKey
-from crypto.enrolment import Enrolment, check_binding, enrolment_secret, new_enrolment_id
+from crypto.enrolment import Enrolment, enrolment_secret, new_enrolment_id
+from crypto.errors import StatementError, StatementReason
 from crypto.keys import (
     BoxPrivateKey,
     DeviceVerifyKey,
@@ -27,9 +29,27 @@ from crypto.keys import (
 )
 from crypto.receipts import Receipt, sign_receipt
 from crypto.revisions import Revision
-from crypto.statements import HqTrust, verify_hq_chain
+from crypto.statements import (
+    HqKeysStatement,
+    HqTrust,
+    RootRotationStatement,
+    parse_statement,
+    root_anchor,
+    sign_hq_keys,
+    verify_hq_chain,
+)
 from fieldapp.domain import Testimony, Vocabulary, testimony_from_bytes
 from fieldapp.domain.errors import ValidationError
+from fieldapp.hq.boxkeys import (
+    MAX_HELD_BOX_KEYS,
+    BoxKeyInfo,
+    TooManyBoxKeys,
+    check_destroyable,
+    describe_box_keys,
+    destroyed_key_refusal,
+    find_box_key,
+)
+from fieldapp.hq.devicechain import DeviceVerdict, judge
 from fieldapp.hq.errors import (
     AttachmentVanished,
     DeviceExists,
@@ -58,6 +78,16 @@ from fieldapp.store.vault import Clock, utc_now
 
 
 @dataclass(frozen=True, slots=True)
+class BoxKeyRotation:
+    """What ``rotate_box_key`` did: the new key, the key(s) it retired, the statement."""
+
+    key_id: bytes
+    retired: tuple[bytes, ...]
+    version: int
+    statement: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRecord:
     name: str
     enrolment_id: bytes
@@ -69,6 +99,11 @@ class DeviceRecord:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def key_version(self) -> int | None:
+        """The version of the current key (0 until the device rotates it), if bound."""
+        return len(self.keys) - 1 if self.keys else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +137,7 @@ class IncomingBundle:
     revisions: tuple[IncomingRevision, ...]
     attachments: tuple[IncomingAttachment, ...]
     identities: tuple[tuple[str, bytes], ...]
+    statements: tuple[bytes, ...] = ()  # the device's key rotation statements, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +344,113 @@ class HqArchive:
             (bytes(k), bytes(p), str(c), r, d)
             for k, p, c, r, d in self._query(
                 "SELECT key_id, public, created_at, retired_at, destroyed_at FROM box_keys"
-                " ORDER BY created_at DESC"
+                " ORDER BY created_at DESC, rowid DESC"
             )
         ]
+
+    def box_key_infos(self) -> list[BoxKeyInfo]:
+        """Every box key with the dates its retention depends on (fieldapp/hq/boxkeys.py)."""
+        with self._lock:
+            return describe_box_keys(self.box_key_rows(), self.statements())
+
+    def _append_statement(self, c: Connection, statement: bytes, *, check: bool = True) -> int:
+        """Append a signed HQ statement to the chain, in the caller's transaction.
+
+        It must be the next version, and the whole chain must still verify with it
+        (``trust()``): HQ never publishes a chain its devices would refuse. Returns
+        its version. Raises StatementError (the caller's transaction rolls back).
+        ``check=False`` defers the check to the caller's next append: a root
+        rotation is only sound once the HQ-keys statement after it is there too
+        (the one before may have lapsed).
+        """
+        parsed = parse_statement(statement)
+        if not isinstance(parsed, HqKeysStatement | RootRotationStatement):
+            raise StatementError(StatementReason.WRONG_KIND)
+        last = c.execute("SELECT coalesce(max(version), 0) FROM statements").fetchone()[0]
+        if parsed.version != int(last) + 1:
+            raise StatementError(StatementReason.SKIPPED_VERSION)
+        c.execute(
+            "INSERT INTO statements (version, statement, issued_at) VALUES (?, ?, ?)",
+            (parsed.version, statement, parsed.issued_at),
+        )
+        if check:
+            try:
+                self.trust()
+            except StatementError as e:
+                raise StatementError(
+                    e.reason,
+                    f"HQ's own key statement chain would not verify with it ({e.reason.value}); "
+                    "nothing was changed.",
+                ) from e
+        return parsed.version
+
+    def rotate_box_key(self, validity: timedelta) -> BoxKeyRotation:
+        """A new current box key, the old one retired, announced by HQ-keys statement N+1.
+
+        The key and its statement (signed by the current root, with the same
+        protection key) are written in one transaction. The statement's issue time
+        never goes below the last one's, so devices' clock floors stay sound.
+        Raises TooManyBoxKeys when HQ already holds as many keys as an import tries.
+        """
+        if validity <= timedelta(0):
+            raise ValueError("validity must be positive")
+        new = BoxPrivateKey.generate()
+        stamp = self._now()
+        with self._write() as c:
+            held = c.execute("SELECT count(*) FROM box_keys WHERE secret IS NOT NULL").fetchone()
+            if int(held[0]) >= MAX_HELD_BOX_KEYS:
+                raise TooManyBoxKeys
+            last = c.execute("SELECT coalesce(max(issued_at), 0) FROM statements").fetchone()[0]
+            issued = max(int(self._clock().timestamp()), int(last))
+            top = c.execute("SELECT coalesce(max(version), 0) FROM statements").fetchone()[0]
+            version = int(top) + 1
+            statement = sign_hq_keys(
+                self.root_key(),
+                version=version,
+                box=new.public_key,
+                protection=self.protection_public(),
+                issued_at=issued,
+                expires_at=issued + int(validity.total_seconds()),
+            )
+            retired = [
+                bytes(r[0])
+                for r in c.execute("SELECT key_id FROM box_keys WHERE retired_at IS NULL")
+            ]
+            c.execute("UPDATE box_keys SET retired_at = ? WHERE retired_at IS NULL", (stamp,))
+            c.execute(
+                "INSERT INTO box_keys (key_id, secret, public, created_at) VALUES (?, ?, ?, ?)",
+                (new.public_key.key_id, new.secret_bytes(), new.public_key.raw, stamp),
+            )
+            self._append_statement(c, statement)
+        return BoxKeyRotation(new.public_key.key_id, tuple(retired), version, statement)
+
+    def destroy_box_key(self, text: str, *, force: bool = False) -> tuple[BoxKeyInfo, bool]:
+        """Erase a retired box key's secret (see fieldapp/hq/boxkeys.py for the policy).
+
+        ``text`` is its hex id or a unique prefix. After the transaction the WAL is
+        checkpointed and truncated, so no frame holding the secret stays beside the
+        database (secure_delete overwrites it inside the database file); the flag
+        returned is False if another connection kept the WAL from being truncated
+        (it is, by the next checkpoint after that one closes). Raises
+        BadKeyId, BoxKeyNotFound, AmbiguousBoxKey, CurrentBoxKey,
+        BoxKeyAlreadyDestroyed, InsideGracePeriod; nothing changes then.
+        """
+        with self._write() as c:
+            info = find_box_key(text, self.box_key_infos())
+            check_destroyable(info, self._clock(), force=force)
+            c.execute(
+                "UPDATE box_keys SET secret = NULL, destroyed_at = ?"
+                " WHERE key_id = ? AND secret IS NOT NULL AND retired_at IS NOT NULL",
+                (self._now(), info.key_id),
+            )
+        with self._lock:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        [after] = [i for i in self.box_key_infos() if i.key_id == info.key_id]
+        return after, not busy
+
+    def destroyed_key_refusal(self) -> ImportRefused | None:
+        """The quarantine reason for a bundle no held key opens, if any box key was destroyed."""
+        return destroyed_key_refusal(self.box_key_infos())
 
     def protection_public(self) -> ProtectionPublicKey:
         rows = self._query("SELECT public FROM protection_keys ORDER BY created_at DESC LIMIT 1")
@@ -331,7 +471,7 @@ class HqArchive:
         )
 
     def _first_root(self) -> RootVerifyKey:
-        rows = self._query("SELECT public FROM root_keys ORDER BY created_at LIMIT 1")
+        rows = self._query("SELECT public FROM root_keys ORDER BY rowid LIMIT 1")
         if not rows:
             raise DatabaseDamaged
         return RootVerifyKey(bytes(rows[0][0]))
@@ -355,16 +495,20 @@ class HqArchive:
         """
         if self._query("SELECT 1 FROM devices WHERE name = ?", (name,)):
             raise DeviceExists
+        # Anchored at the current root (docs/enrolment.md): a new device never needs,
+        # nor learns, a root HQ has rotated away from.
+        anchor = root_anchor(self.statements())
         return Enrolment(
             device_name=name,
             enrolment_id=new_enrolment_id(),
             secret=enrolment_secret(),
-            hq_root=self._first_root(),
-            hq_statements=tuple(self.statements()),
+            hq_root=self.root_public(),
+            hq_statements=tuple(self.statements()[anchor:]),
             issued_at=int(self._clock().timestamp()),
             relay=relay,
             relay_pin=relay_pin,
             upload_token=upload_token,
+            anchor_version=anchor,
         )
 
     def record_enrolment(self, enrolment: Enrolment) -> None:
@@ -426,6 +570,11 @@ class HqArchive:
             "SELECT 1 FROM devices WHERE bound_at IS NULL AND revoked_at IS NULL LIMIT 1"
         )
         return bool(rows)
+
+    def accepts_new_keys(self) -> bool:
+        """True while some device is not revoked: an unknown key may be its first key
+        (an open enrolment) or a rotated one, proved in the bundle's manifest."""
+        return bool(self._query("SELECT 1 FROM devices WHERE revoked_at IS NULL LIMIT 1"))
 
     def revoke(self, name: str) -> DeviceRecord:
         """Refuse every future bundle of this enrolment identity, whatever key it uses."""
@@ -531,64 +680,52 @@ class HqArchive:
             incoming.bundle_id, incoming.testimony_id, str(row[1]), 0, already_imported=True
         )
 
-    def check_enrolment(self, enrolment_id: bytes, device: DeviceVerifyKey, binding: bytes) -> str:
-        """The device name a bundle's enrolment claim resolves to, or ImportRefused.
+    def check_enrolment(
+        self,
+        enrolment_id: bytes,
+        device: DeviceVerifyKey,
+        binding: bytes,
+        statements: Sequence[bytes] = (),
+    ) -> DeviceVerdict:
+        """The device a bundle's enrolment claim resolves to, or ImportRefused.
 
         Read-only: called as soon as a bundle's manifest is read, so a bundle
-        with a bad claim is refused before its attachments are decrypted.
+        with a bad claim (or a device key rotation chain that does not verify,
+        fieldapp/hq/devicechain.py) is refused before its attachments are
+        decrypted. ``commit`` judges it again inside its transaction.
         """
         with self._lock:
-            return self._enrolment_verdict(self._conn, enrolment_id, device, binding)[0]
-
-    @staticmethod
-    def _enrolment_verdict(
-        c: Connection, enrolment_id: bytes, device: DeviceVerifyKey, binding: bytes
-    ) -> tuple[str, bool]:
-        """(device name, whether this bundle binds the key); raises ImportRefused."""
-        row = c.execute(
-            "SELECT name, secret, revoked_at, bound_at FROM devices WHERE enrolment_id = ?",
-            (enrolment_id,),
-        ).fetchone()
-        owner = c.execute(
-            "SELECT device_name FROM device_keys WHERE public = ?", (device.raw,)
-        ).fetchone()
-        if row is None:
-            raise ImportRefused(
-                Refusal.UNKNOWN_DEVICE, "The bundle names an enrolment this HQ never issued."
+            return judge(
+                self._conn,
+                enrolment_id,
+                device,
+                binding,
+                statements,
+                int(self._clock().timestamp()),
             )
-        name, secret, revoked, bound = row
-        if revoked is not None:
-            raise ImportRefused(
-                Refusal.REVOKED_DEVICE, f"Device {name!r} is revoked; its bundles are refused."
-            )
-        if owner is not None:
-            if str(owner[0]) != name:
-                raise ImportRefused(
-                    Refusal.ENROLMENT, "The bundle's enrolment does not match its signing device."
-                )
-            return str(name), False
-        if bound is not None or secret is None:
-            raise ImportRefused(
-                Refusal.ENROLMENT,
-                f"The enrolment of {name!r} was already used by another device key.",
-            )
-        if not check_binding(bytes(secret), device, binding):
-            raise ImportRefused(Refusal.ENROLMENT, "The bundle's enrolment proof does not verify.")
-        return str(name), True
 
     def _bind_device(self, c: Connection, incoming: IncomingBundle, now: str) -> str:
-        name, binds = self._enrolment_verdict(
-            c, incoming.enrolment_id, incoming.device, incoming.binding
+        verdict = judge(
+            c,
+            incoming.enrolment_id,
+            incoming.device,
+            incoming.binding,
+            incoming.statements,
+            int(self._clock().timestamp()),
         )
-        if binds:
-            c.execute(
-                "INSERT INTO device_keys (public, device_name, version, added_at)"
-                " VALUES (?, ?, 0, ?)",
-                (incoming.device.raw, name, now),
-            )
+        # Keys proved by the bundle (its enrolment proof, its rotation chain), in
+        # the import's transaction: a refused or interrupted import adds none.
+        c.executemany(
+            "INSERT INTO device_keys (public, device_name, version, added_at) VALUES (?, ?, ?, ?)",
+            [(key.raw, verdict.name, version, now) for version, key in verdict.new_keys],
+        )
+        if verdict.binds:
             # One-time: once bound, the secret can bind nothing else.
-            c.execute("UPDATE devices SET bound_at = ?, secret = NULL WHERE name = ?", (now, name))
-        return name
+            c.execute(
+                "UPDATE devices SET bound_at = ?, secret = NULL WHERE name = ?",
+                (now, verdict.name),
+            )
+        return verdict.name
 
     def _add_revisions(
         self, c: Connection, incoming: IncomingBundle, device_name: str, now: str

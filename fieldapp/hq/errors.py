@@ -17,6 +17,7 @@ class Refusal(StrEnum):
     UNKNOWN_DEVICE = "unknown-device"  # no enrolment of this HQ matches the device
     REVOKED_DEVICE = "revoked-device"  # the device's enrolment was revoked
     ENROLMENT = "enrolment"  # the enrolment proof is wrong or the enrolment is used up
+    DEVICE_ROTATION = "device-rotation"  # the device key rotation chain does not verify
     PAYLOAD = "payload"  # the contents are malformed or do not match their hashes
     REVISIONS = "revisions"  # a revision chain, signature or testimony does not verify
     CONFLICT = "conflict"  # contradicts what HQ already holds

@@ -34,7 +34,7 @@ from fieldapp.domain import ProtectedIdentity, Status, canonical_bytes
 from fieldapp.errors import ExitCode, FieldappError
 from fieldapp.store import purge
 from fieldapp.store.database import Connection, IntegrityError, transaction
-from fieldapp.store.errors import DatabaseDamaged, RecordNotFound, StoreIOError
+from fieldapp.store.errors import ChangedMeanwhile, DatabaseDamaged, RecordNotFound, StoreIOError
 
 if TYPE_CHECKING:
     from fieldapp.store.store import FieldStore
@@ -223,7 +223,7 @@ class SyncBook:
             if row is None:
                 raise DatabaseDamaged
             if trust.version <= int(row[0]):
-                raise ValueError("the new trust state must have a higher version")
+                raise ChangedMeanwhile  # another sync applied these statements first
             c.execute(
                 "UPDATE enrolment SET hq_root = ?, trust_version = ?, box_key = ?,"
                 " protection_key = ?, expires_at = ?, root_expires_at = ?, clock_floor = ?"

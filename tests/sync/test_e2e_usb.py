@@ -422,7 +422,7 @@ def test_receipts_confirm_and_forged_receipts_are_refused(tmp_path: Path) -> Non
     valid = tmp_path / "receipts"
     valid.mkdir()
     assert "Wrote 1 receipt(s)" in hq.ok("hq", "export-receipts", valid).out
-    [receipt_file] = list(valid.iterdir())
+    [receipt_file] = list(valid.glob("*.fareceipts"))
     receipt = receipt_file.read_bytes()
     assert len(receipt) == RECEIPT_BYTES
 
