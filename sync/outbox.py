@@ -123,9 +123,13 @@ def remove_unrecorded(store: FieldStore, *, grace_seconds: float = 3600) -> int:
 
 
 def build_one(
-    store: FieldStore, state: EnrolmentState, record_id: str, now: datetime
+    store: FieldStore,
+    state: EnrolmentState,
+    record_id: str,
+    now: datetime,
+    reclaim: frozenset[bytes] = frozenset(),
 ) -> OutgoingBundle:
-    material = store.sync_book.material(record_id)
+    material = store.sync_book.material(record_id, reclaim)
     manifest = manifest_for(store, state, material, now)
     folder = store.home.outbox
     name = secrets.token_hex(16) + BUNDLE_SUFFIX
@@ -151,7 +155,7 @@ def build_one(
             raise
     except OSError as e:  # the home's disk is full, or the outbox is not writable
         raise StoreIOError from e
-    store.sync_book.record(material, sealed, name, [a.id for a in manifest.attachments])
+    store.sync_book.record(material, sealed, name, [a.id for a in manifest.attachments], reclaim)
     recorded = store.sync_book.bundle(sealed.bundle_id)
     if recorded is None:  # pragma: no cover -- recorded just above, in this process
         raise DatabaseDamaged
@@ -173,6 +177,29 @@ def build_bundles(
         built.append(build_one(store, state, record_id, now))
         progress(index + 1, len(ready))
     return built
+
+
+def reseal_replaced(store: FieldStore, now: datetime) -> frozenset[bytes]:
+    """Seal again, to HQ's current box key, every testimony HQ has not confirmed whose
+    bundles were sealed to a key HQ has since replaced; returns the bundles replaced.
+
+    For ``sync export --again`` and ``sync push --again``: HQ may have destroyed the
+    old key (``hq retire-key``), and then those bundles can never be opened. The new
+    bundle carries the whole revision chain and every attachment the replaced
+    bundles carried, so HQ needs nothing from them; importing both changes nothing
+    twice. Raises NotEnrolled, HqKeysExpired, StoreIOError.
+    """
+    state = usable_enrolment(store, now)
+    box = state.trust.box
+    if box is None:
+        raise HqKeysExpired
+    replaced = store.sync_book.sealed_to_other_keys(box.key_id)
+    reclaim = frozenset(replaced)
+    ensure_private_dir(store.home.outbox)
+    for record_id in dict.fromkeys(replaced.values()):  # each testimony once, oldest first
+        if not store.is_purged(record_id):
+            build_one(store, state, record_id, now, reclaim)
+    return reclaim
 
 
 def outbox_path(store: FieldStore, bundle: OutgoingBundle) -> Path:

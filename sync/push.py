@@ -38,7 +38,7 @@ from fieldapp.store.syncbook import EnrolmentState, OutgoingBundle
 from fieldapp.store.vault import Clock, utc_now
 from fieldapp.transfer import NotEnrolled, Progress, ProgressCallback, TransferResult
 from sync.hqtrust import apply_hq_statements
-from sync.outbox import HqKeysExpired, build_bundles, outbox_path
+from sync.outbox import HqKeysExpired, build_bundles, outbox_path, reseal_replaced
 from sync.relayclient import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_TIMEOUT,
@@ -107,7 +107,9 @@ class _Pusher:
         progress: ProgressCallback,
         clock: Clock,
         chunk_size: int,
+        again: bool = False,
     ) -> None:
+        self.again = again
         self.store = store
         self.client = client
         self.backoff = backoff
@@ -153,6 +155,8 @@ class _Pusher:
     def seal(self) -> HqKeysExpired | None:
         """Seal what is ready; the refusal if HQ's keys here have expired (sent on anyway)."""
         try:
+            if self.again:  # sealed to a key HQ replaced (and may have destroyed): again
+                self.report.sealed += len(reseal_replaced(self.store, self.clock()))
             built = build_bundles(
                 self.store,
                 self.clock(),
@@ -334,8 +338,12 @@ def push(
     chunk_size: int = DEFAULT_CHUNK_BYTES,
     backoff: Backoff | None = None,
     client_factory: Callable[..., RelayClient] = RelayClient,
+    again: bool = False,
 ) -> PushReport:
     """Seal what is ready, send every bundle the relay lacks, bring statements and receipts back.
+
+    ``again`` first seals again, to HQ's current box key, what HQ has not confirmed
+    and was sealed to a key it has since replaced (sync.outbox.reseal_replaced).
 
     The relay address, its pin and the upload token come from the enrolment;
     ``relay`` overrides the address, ``proxy`` (socks5h://HOST:PORT) sends
@@ -378,6 +386,7 @@ def push(
                 progress,
                 clock,
                 chunk_size,
+                again,
             )
             report = pusher.run()
     except FieldappError as e:

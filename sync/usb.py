@@ -35,7 +35,7 @@ from sync.files import (
     write_new,
 )
 from sync.hqtrust import apply_hq_statements, newer_than
-from sync.outbox import BUNDLE_SUFFIX, HqKeysExpired, build_bundles, outbox_path
+from sync.outbox import BUNDLE_SUFFIX, HqKeysExpired, build_bundles, outbox_path, reseal_replaced
 from sync.statementfile import (
     MAX_FILE_BYTES,
     StatementsFileRefused,
@@ -138,14 +138,18 @@ def export_bundles(
     checked_folder(folder)
     apply_stick_statements(store, folder, now)
     expired = False
+    replaced: frozenset[bytes] = frozenset()
     try:
+        if again:  # sealed to a key HQ replaced (and may have destroyed): seal them again
+            replaced = reseal_replaced(store, now)
         build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
     except HqKeysExpired:
         expired = True  # bundles sealed while the keys were valid still go
     pending = [
         b
         for b in store.sync_book.bundles(unconfirmed_only=True)
-        if again or (b.exported_at is None and b.uploaded_at is None)
+        if b.bundle_id not in replaced
+        and (again or (b.exported_at is None and b.uploaded_at is None))
     ]
     total = sum(b.size for b in pending)
     done = 0

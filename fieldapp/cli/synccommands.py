@@ -141,10 +141,17 @@ def push_summary(report: PushReport) -> str:
     )
 
 
+AGAIN_HELP = (
+    "Also send again what HQ has not confirmed; bundles sealed to an HQ key since "
+    "replaced are sealed again to the current one first."
+)
+
+
 @sync_group.command("push")
 @RELAY_OPTION
 @PROXY_OPTION
 @BUDGET_OPTION
+@click.option("--again", is_flag=True, help=AGAIN_HELP)
 @PASSPHRASE_FILE
 @pass_state
 def sync_push(
@@ -152,6 +159,7 @@ def sync_push(
     relay: str | None,
     proxy: str | None,
     budget: float,
+    again: bool,
     passphrase_file: str | None,
 ) -> None:
     """Seal what is ready, send it to the relay, and bring HQ's receipts and keys back."""
@@ -165,6 +173,7 @@ def sync_push(
                 progress=bar or (lambda _p: None),
                 clock=state.clock,
                 budget_seconds=budget,
+                again=again,
             )
         finally:
             if bar is not None:
@@ -176,7 +185,7 @@ def sync_push(
 
 @sync_group.command("export")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--again", is_flag=True, help="Also copy bundles exported before but not confirmed.")
+@click.option("--again", is_flag=True, help=AGAIN_HELP)
 @PASSPHRASE_FILE
 @pass_state
 def sync_export(state: CliState, folder: Path, again: bool, passphrase_file: str | None) -> None:

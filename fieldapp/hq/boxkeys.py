@@ -281,5 +281,6 @@ def destroyed_key_refusal(infos: Sequence[BoxKeyInfo]) -> ImportRefused | None:
         f"No box key HQ holds opens this bundle; it was most likely sealed to destroyed box "
         f"{which} {named} (a sealed bundle names no key, so this cannot be proved). It is kept "
         "unchanged in quarantine: an archive backup from before the key was destroyed can "
-        "still open it.",
+        "still open it, and the monitor can send it again (sync export --again or sync push "
+        "--again seals it to the current key).",
     )

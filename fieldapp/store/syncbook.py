@@ -319,7 +319,9 @@ class SyncBook:
             )
         ]
 
-    def material(self, record_id: str) -> BundleMaterial:
+    def material(self, record_id: str, reclaim: frozenset[bytes] = frozenset()) -> BundleMaterial:
+        """What a bundle for ``record_id`` carries: every revision, and the attachments no
+        bundle carried yet or that only the bundles in ``reclaim`` carried (being replaced)."""
         store = self._store
         current = store.get(record_id)
         revisions = store.revisions(current.id)
@@ -328,11 +330,15 @@ class SyncBook:
                 "SELECT seq, created_at FROM revisions WHERE testimony_id = ?", (current.id,)
             )
         )
-        pending = store._query(
-            "SELECT id, size, sha256 FROM attachments WHERE testimony_id = ? AND bundle_id IS NULL"
-            " ORDER BY created_at, id",
-            (current.id,),
-        )
+        pending = [
+            (i, s, h)
+            for i, s, h, b in store._query(
+                "SELECT id, size, sha256, bundle_id FROM attachments WHERE testimony_id = ?"
+                " ORDER BY created_at, id",
+                (current.id,),
+            )
+            if b is None or bytes(b) in reclaim
+        ]
         return BundleMaterial(
             testimony_id=current.id,
             # The chain as read, not the head read a moment before it: an edit
@@ -366,8 +372,12 @@ class SyncBook:
         sealed: SealedBundle,
         file_name: str,
         attachment_ids: list[str],
+        reclaim: frozenset[bytes] = frozenset(),
     ) -> None:
-        """Record a sealed bundle file and mark the testimony sent, in one transaction."""
+        """Record a sealed bundle file and mark the testimony sent, in one transaction.
+
+        Attachments move to it from no bundle, or from a bundle in ``reclaim``.
+        """
         store = self._store
         now = store._now()
         with store._lock, transaction(store._connection()) as c:
@@ -385,10 +395,15 @@ class SyncBook:
                     now,
                 ),
             )
-            c.executemany(
-                "UPDATE attachments SET bundle_id = ? WHERE id = ? AND bundle_id IS NULL",
-                [(sealed.bundle_id, a) for a in attachment_ids],
-            )
+            for attachment_id in attachment_ids:
+                row = c.execute(
+                    "SELECT bundle_id FROM attachments WHERE id = ?", (attachment_id,)
+                ).fetchone()
+                if row is not None and (row[0] is None or bytes(row[0]) in reclaim):
+                    c.execute(
+                        "UPDATE attachments SET bundle_id = ? WHERE id = ?",
+                        (sealed.bundle_id, attachment_id),
+                    )
             c.execute(
                 "DELETE FROM outbox WHERE testimony_id = ? AND seq <= ?",
                 (material.testimony_id, material.seq),
@@ -429,6 +444,17 @@ class SyncBook:
         return True
 
     # ------------------------------------------------------------ the outbox folder
+
+    def sealed_to_other_keys(self, key_id: bytes) -> dict[bytes, str]:
+        """Unconfirmed bundles sealed to an HQ box key other than ``key_id``: id -> testimony."""
+        return {
+            bytes(b): str(t)
+            for b, t in self._store._query(
+                "SELECT bundle_id, testimony_id FROM bundles"
+                " WHERE confirmed_at IS NULL AND hq_key_id != ? ORDER BY rowid",
+                (key_id,),
+            )
+        }
 
     def bundles(self, *, unconfirmed_only: bool = False) -> list[OutgoingBundle]:
         where = "WHERE confirmed_at IS NULL" if unconfirmed_only else ""
@@ -480,8 +506,12 @@ class SyncBook:
         ).fetchone()
         if missing is not None:
             return False
+        # Head: the sent mark after the bundle's revisions, or (a bundle sealed again
+        # after it was sent, sync export --again) the sent mark inside the bundle.
         return self._bookkeeping(
             c, record_id, Status.SENT, Status.CONFIRMED, now, head=int(latest[0]) + 1
+        ) or self._bookkeeping(
+            c, record_id, Status.SENT, Status.CONFIRMED, now, head=int(latest[0])
         )
 
     def confirm(self, bundle_id: bytes, payload_sha256: bytes) -> OutgoingBundle | None:
