@@ -179,9 +179,11 @@ def build_bundles(
     return built
 
 
-def reseal_replaced(store: FieldStore, now: datetime) -> frozenset[bytes]:
+def reseal_replaced(store: FieldStore, now: datetime) -> tuple[int, frozenset[bytes]]:
     """Seal again, to HQ's current box key, every testimony HQ has not confirmed whose
-    bundles were sealed to a key HQ has since replaced; returns the bundles replaced.
+    bundles were sealed to a key HQ has since replaced. Returns how many it sealed,
+    and every bundle a newer one replaces (sealed now or by an earlier call), which
+    is not worth sending again.
 
     For ``sync export --again`` and ``sync push --again``: HQ may have destroyed the
     old key (``hq retire-key``), and then those bundles can never be opened. The new
@@ -193,13 +195,17 @@ def reseal_replaced(store: FieldStore, now: datetime) -> frozenset[bytes]:
     box = state.trust.box
     if box is None:
         raise HqKeysExpired
-    replaced = store.sync_book.sealed_to_other_keys(box.key_id)
-    reclaim = frozenset(replaced)
+    book = store.sync_book
+    stale = book.sealed_to_other_keys(box.key_id, replaced=False)
+    reclaim = frozenset(stale)
     ensure_private_dir(store.home.outbox)
-    for record_id in dict.fromkeys(replaced.values()):  # each testimony once, oldest first
+    sealed = 0
+    for record_id in dict.fromkeys(stale.values()):  # each testimony once, oldest first
         if not store.is_purged(record_id):
             build_one(store, state, record_id, now, reclaim)
-    return reclaim
+            sealed += 1
+    # Every bundle a newer one sealed to the current key replaces: never worth sending.
+    return sealed, frozenset(book.sealed_to_other_keys(box.key_id, replaced=True))
 
 
 def outbox_path(store: FieldStore, bundle: OutgoingBundle) -> Path:

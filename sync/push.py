@@ -156,7 +156,7 @@ class _Pusher:
         """Seal what is ready; the refusal if HQ's keys here have expired (sent on anyway)."""
         try:
             if self.again:  # sealed to a key HQ replaced (and may have destroyed): again
-                self.report.sealed += len(reseal_replaced(self.store, self.clock()))
+                self.report.sealed += reseal_replaced(self.store, self.clock())[0]
             built = build_bundles(
                 self.store,
                 self.clock(),

@@ -141,7 +141,7 @@ def export_bundles(
     replaced: frozenset[bytes] = frozenset()
     try:
         if again:  # sealed to a key HQ replaced (and may have destroyed): seal them again
-            replaced = reseal_replaced(store, now)
+            _, replaced = reseal_replaced(store, now)
         build_bundles(store, now, lambda done, total: progress(Progress("seal", done, total)))
     except HqKeysExpired:
         expired = True  # bundles sealed while the keys were valid still go

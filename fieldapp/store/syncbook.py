@@ -445,14 +445,21 @@ class SyncBook:
 
     # ------------------------------------------------------------ the outbox folder
 
-    def sealed_to_other_keys(self, key_id: bytes) -> dict[bytes, str]:
-        """Unconfirmed bundles sealed to an HQ box key other than ``key_id``: id -> testimony."""
+    def sealed_to_other_keys(self, key_id: bytes, *, replaced: bool) -> dict[bytes, str]:
+        """Unconfirmed bundles sealed to an HQ box key other than ``key_id``: id -> testimony.
+
+        ``replaced``: only those a later bundle of the same testimony, sealed to
+        ``key_id``, already replaces; otherwise only those none replaces yet.
+        """
+        exists = "EXISTS" if replaced else "NOT EXISTS"
         return {
             bytes(b): str(t)
             for b, t in self._store._query(
-                "SELECT bundle_id, testimony_id FROM bundles"
-                " WHERE confirmed_at IS NULL AND hq_key_id != ? ORDER BY rowid",
-                (key_id,),
+                "SELECT b.bundle_id, b.testimony_id FROM bundles b"  # noqa: S608 -- fixed words
+                " WHERE b.confirmed_at IS NULL AND b.hq_key_id != ?"
+                f" AND {exists} (SELECT 1 FROM bundles n WHERE n.testimony_id = b.testimony_id"
+                " AND n.rowid > b.rowid AND n.hq_key_id = ?) ORDER BY b.rowid",
+                (key_id, key_id),
             )
         }
 

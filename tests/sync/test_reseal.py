@@ -21,8 +21,10 @@ from sync.hqimport import import_file
 from sync.hqtrust import apply_hq_statements
 from sync.outbox import reseal_replaced
 from sync.usb import apply_receipts, verify_receipts
+from tests.relay.server import RelayProcess
 from tests.sync.e2e import assert_ok, assert_refused, bundles_in, new_hq, new_monitor
 from tests.sync.test_key_rotation_e2e import QUARANTINE_LINE, box_keys, current_key
+from tests.sync.test_relay_e2e import deployment, relay  # noqa: F401 -- relay is a fixture
 from tests.sync.world import World, new_world, now
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,12 @@ def test_a_bundle_sealed_to_a_destroyed_key_is_sealed_again_and_confirmed(
     out = monitor.ok("sync", "export", "--again", again).out
     assert "Exported 1 bundle(s)" in out
     assert len(bundles_in(again)) == 1
+    twice = tmp_path / "twice"  # a second --again seals nothing more, sends the same one
+    twice.mkdir()
+    assert "Exported 1 bundle(s)" in monitor.ok("sync", "export", "--again", twice).out
+    assert [p.read_bytes() for p in bundles_in(twice)] == [
+        p.read_bytes() for p in bundles_in(again)
+    ]
     assert "1 imported" in assert_ok(hq.import_(again)).out
     assert record in hq.ids()
     exported = tmp_path / "export"
@@ -112,8 +120,9 @@ def test_an_edit_after_the_lost_bundle_travels_with_its_attachments(world: World
     assert import_file(world.archive, lost).quarantined
     # Edited since: the testimony is ready again; the new bundle alone must carry it all.
     monitor.edit(record, "Second version, corrected.")
-    replaced = reseal_replaced(monitor.store, now())
-    assert len(replaced) == 1
+    sealed, replaced = reseal_replaced(monitor.store, now())
+    assert (sealed, len(replaced)) == (1, 1)
+    assert reseal_replaced(monitor.store, now()) == (0, replaced)  # once is enough
     assert monitor.build() == []  # the re-sealed bundle already carried the edit
     [bundle] = [
         b
@@ -133,7 +142,7 @@ def test_nothing_is_sealed_again_while_every_bundle_uses_the_current_key(world: 
     monitor.add("Sealed to the current key.")
     monitor.build()
     before = monitor.store.sync_book.bundles()
-    assert reseal_replaced(monitor.store, now()) == frozenset()
+    assert reseal_replaced(monitor.store, now()) == (0, frozenset())
     assert monitor.store.sync_book.bundles() == before
 
 
@@ -145,5 +154,26 @@ def test_confirmed_testimonies_are_never_sealed_again(world: World) -> None:
     confirm_all(world)
     before = monitor.store.sync_book.bundles()
     rotate_and_learn(world)
-    assert reseal_replaced(monitor.store, now()) == frozenset()
+    assert reseal_replaced(monitor.store, now()) == (0, frozenset())
     assert monitor.store.sync_book.bundles() == before
+
+
+def test_push_again_sends_it_sealed_to_the_current_key(
+    tmp_path: Path,
+    relay: RelayProcess,  # noqa: F811 -- the fixture
+) -> None:
+    hq, [monitor] = deployment(tmp_path, relay, "idlib-1")
+    record = monitor.add("Pushed, sealed to key 1, not yet pulled by HQ.")
+    assert_ok(monitor.push())
+    key_1 = current_key(hq)
+    assert_ok(hq.run("hq", "rotate-key"))  # published on the relay at once
+    assert_ok(monitor.push())  # the device learns key 2
+    assert_ok(hq.run("hq", "retire-key", key_1, "--force"))
+    assert_refused(hq.pull(), 4, also_allowed=QUARANTINE_LINE)  # the key-1 bundle
+    assert record not in hq.ids()
+
+    assert "Sent 1 bundle(s)" in assert_ok(monitor.push("--again")).out
+    assert "1 imported" in assert_ok(hq.pull()).out
+    assert_ok(monitor.push())  # the receipt comes back
+    assert monitor.status(record) == "confirmed"
+    assert "Sent 0 bundle(s)" in assert_ok(monitor.push("--again")).out  # nothing left
