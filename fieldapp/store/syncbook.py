@@ -17,7 +17,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from crypto.attachment import DecryptingReader, FileKey
 from crypto.bundle import SealedBundle
@@ -298,12 +298,16 @@ class SyncBook:
 
     def mark_uploaded(self, bundle_ids: Sequence[bytes]) -> None:
         """The relay holds these bundles, whole (it checked their hash)."""
+        self._mark("uploaded_at", bundle_ids)
+
+    def _mark(self, column: Literal["uploaded_at", "exported_at"], ids: Sequence[bytes]) -> None:
+        """Set ``column`` to now where it is not set yet; the first time stays."""
         store = self._store
         now = store._now()
         with store._lock, transaction(store._connection()) as c:
             c.executemany(
-                "UPDATE bundles SET uploaded_at = coalesce(uploaded_at, ?) WHERE bundle_id = ?",
-                [(now, b) for b in bundle_ids],
+                f"UPDATE bundles SET {column} = coalesce({column}, ?) WHERE bundle_id = ?",  # noqa: S608
+                [(now, b) for b in ids],
             )
 
     # ------------------------------------------------------------ building
@@ -395,15 +399,14 @@ class SyncBook:
                     now,
                 ),
             )
-            for attachment_id in attachment_ids:
-                row = c.execute(
-                    "SELECT bundle_id FROM attachments WHERE id = ?", (attachment_id,)
-                ).fetchone()
-                if row is not None and (row[0] is None or bytes(row[0]) in reclaim):
-                    c.execute(
-                        "UPDATE attachments SET bundle_id = ? WHERE id = ?",
-                        (sealed.bundle_id, attachment_id),
-                    )
+            c.executemany(
+                "UPDATE attachments SET bundle_id = ? WHERE id = ? AND bundle_id IS NULL",
+                [(sealed.bundle_id, a) for a in attachment_ids],
+            )
+            c.executemany(  # only when sealing again (sync.outbox.reseal_replaced)
+                "UPDATE attachments SET bundle_id = ? WHERE id = ? AND bundle_id = ?",
+                [(sealed.bundle_id, a, old) for a in attachment_ids for old in reclaim],
+            )
             c.execute(
                 "DELETE FROM outbox WHERE testimony_id = ? AND seq <= ?",
                 (material.testimony_id, material.seq),
@@ -482,14 +485,9 @@ class SyncBook:
             )
         ]
 
-    def mark_exported(self, bundle_ids: list[bytes]) -> None:
-        store = self._store
-        now = store._now()
-        with store._lock, transaction(store._connection()) as c:
-            c.executemany(
-                "UPDATE bundles SET exported_at = coalesce(exported_at, ?) WHERE bundle_id = ?",
-                [(now, b) for b in bundle_ids],
-            )
+    def mark_exported(self, bundle_ids: Sequence[bytes]) -> None:
+        """These bundles were written to a folder (a USB stick)."""
+        self._mark("exported_at", bundle_ids)
 
     def _confirm_testimony(self, c: Connection, record_id: str, now: str) -> bool:
         """Mark a testimony confirmed if HQ now holds all of it; True if it was.
