@@ -27,6 +27,7 @@ from crypto.kdf import KdfParams, MasterKey
 from crypto.keyfile import FAULT_STEPS, change_passphrase_file, load_keyslots, save_keyslots
 from crypto.keyslot import create_keyslots, unlock
 from tests.conftest import CHEAP_KDF
+from tests.crashchild import finish, go, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -88,25 +89,7 @@ def _start(path: Path, kill_at: str | None) -> subprocess.Popen[str]:
         cwd=REPO,
         env=env,
     )
-    if child.stdout is None or child.stdout.readline() != "ready\n":
-        child.kill()
-        _, err = child.communicate()
-        pytest.fail(f"child did not start: {err}")
-    return child
-
-
-def _go(child: subprocess.Popen[str]) -> None:
-    if child.stdin is None:
-        raise RuntimeError("no stdin")
-    child.stdin.write("go\n")
-    child.stdin.flush()
-
-
-def _finish(child: subprocess.Popen[str]) -> tuple[int, list[str]]:
-    out, err = child.communicate(timeout=30)
-    if child.returncode not in (0, -signal.SIGKILL):
-        pytest.fail(f"child failed unexpectedly ({child.returncode}): {err}")
-    return child.returncode, out.split()
+    return wait_ready(child)
 
 
 def _opens_with(path: Path, master: MasterKey) -> str:
@@ -130,8 +113,8 @@ def test_kill_at_each_step(tmp_path: Path, step: str) -> None:
     master = MasterKey.generate()
     path = _home(tmp_path, "home", master)
     child = _start(path, kill_at=step)
-    _go(child)
-    code, steps = _finish(child)
+    go(child)
+    code, steps = finish(child)
     assert code == -signal.SIGKILL
     assert steps == list(FAULT_STEPS[: FAULT_STEPS.index(step) + 1])
     expected = OLD if FAULT_STEPS.index(step) < FAULT_STEPS.index("renamed") else NEW
@@ -148,13 +131,13 @@ def test_kill_at_random_times(tmp_path: Path) -> None:
     path = _home(tmp_path, "calibrate", master)
     child = _start(path, kill_at=None)
     started = time.perf_counter()
-    _go(child)
+    go(child)
     if child.stdout is None:
         raise RuntimeError("no stdout")
     while (line := child.stdout.readline()) not in ("done\n", ""):
         pass
     span = time.perf_counter() - started
-    code, _ = _finish(child)
+    code, _ = finish(child)
     assert code == 0
     assert line == "done\n"
     assert _opens_with(path, master) == NEW
@@ -165,10 +148,10 @@ def test_kill_at_random_times(tmp_path: Path) -> None:
         path = _home(tmp_path, f"run{run}", master)
         child = _start(path, kill_at=None)
         delay = rng.uniform(0, 1.1 * span)
-        _go(child)
+        go(child)
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
-        _, steps = _finish(child)
+        _, steps = finish(child)
         # The hook prints each step before the write goes on, so the last line read
         # bounds how far the child got: killed after printing "written" it had not
         # renamed yet; after "fsynced" it may or may not have.

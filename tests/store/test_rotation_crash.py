@@ -31,6 +31,7 @@ from fieldapp.store.home import Home
 from fieldapp.store.rotation import rotate_device, rotations
 from fieldapp.store.store import FieldStore
 from fieldapp.store.vault import create_home, unlock_home
+from tests.crashchild import finish, go, wait_ready
 from tests.store.conftest import CHEAP, PASSPHRASE, Clock, make_testimony
 
 pytestmark = pytest.mark.slow
@@ -153,25 +154,7 @@ def start(home: Home, kill_at: str | None, repeat: int = 1) -> subprocess.Popen[
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
-    if child.stdout is None or child.stdout.readline() != "ready\n":
-        child.kill()
-        _, err = child.communicate()
-        pytest.fail(f"child did not start: {err}")
-    return child
-
-
-def go(child: subprocess.Popen[str]) -> None:
-    if child.stdin is None:
-        raise RuntimeError("no stdin")
-    child.stdin.write("go\n")
-    child.stdin.flush()
-
-
-def finish(child: subprocess.Popen[str]) -> tuple[int, list[str]]:
-    out, err = child.communicate(timeout=60)
-    if child.returncode not in (0, -signal.SIGKILL):
-        pytest.fail(f"child failed unexpectedly ({child.returncode}): {err}")
-    return child.returncode, out.split()
+    return wait_ready(child)
 
 
 @pytest.mark.parametrize("step", ORDER)

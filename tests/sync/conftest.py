@@ -1,4 +1,5 @@
-"""Fixtures for the sync tests: an in-process HQ with enrolled monitors (tests/sync/world.py)."""
+"""Fixtures for the sync tests: an in-process HQ with enrolled monitors (tests/sync/world.py),
+and a real relay process on loopback (tests/relay/server.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.relay.server import RelayProcess, running_relay
 from tests.sync.world import World, new_world
 
 
@@ -18,3 +20,12 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    """A ``fieldapp relay serve`` process with its data in ``tmp_path / "relay"``."""
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    with running_relay(folder) as running:
+        yield running

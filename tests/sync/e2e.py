@@ -12,6 +12,7 @@ the way a forensic search would: raw UTF-8, UTF-16 in both byte orders, JSON's
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -22,9 +23,17 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fieldapp.errors import ExitCode
+from fieldapp.hq.archive import HqArchive
+from fieldapp.hq.vault import unlock_hq
+from fieldapp.store.home import Home
+from fieldapp.store.store import FieldStore
+from fieldapp.store.vault import unlock_home
+
+if TYPE_CHECKING:
+    from tests.relay.server import RelayProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = (sys.executable, "-m", "tests.cheapcli")
@@ -446,3 +455,54 @@ def sha256sums_problems(folder: Path) -> list[str]:
     unlisted = set(files_under(folder)) - listed - {folder / "SHA256SUMS"}
     problems += [f"{p.relative_to(folder)}: not listed" for p in sorted(unlisted)]
     return problems
+
+
+QUARANTINE_LINE = ("quarantined ",)  # what `hq import` prints beside its one-line error
+
+
+def box_keys(hq: Hq) -> dict[str, dict[str, object]]:
+    """``hq keys --json``'s box keys by id, the current one first."""
+    return {str(k["key_id"]): k for k in hq.ok("hq", "keys", "--json").json()["box_keys"]}
+
+
+def current_key(hq: Hq) -> str:
+    [current] = [k for k, v in box_keys(hq).items() if v["state"] == "current"]
+    return current
+
+
+# ---------------------------------------------------------------- homes opened in-process
+
+
+@contextlib.contextmanager
+def monitor_store(monitor: Monitor) -> Iterator[FieldStore]:
+    """The monitor's home opened in this process, as the CLI opens it."""
+    secret = monitor.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
+    store = FieldStore.open(unlock_home(Home(monitor.home), secret))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def hq_archive(hq: Hq) -> Iterator[HqArchive]:
+    """HQ's archive opened in this process, as the CLI opens it."""
+    secret = hq.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
+    archive = HqArchive.open(unlock_hq(Home(hq.home), secret))
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def deployment(root: Path, relay: RelayProcess, *devices: str) -> tuple[Hq, list[Monitor]]:
+    """HQ with the relay configured, and monitors enrolled afterwards (files carry the relay)."""
+    actors = root / "actors"
+    hq = new_hq(actors)
+    configured = assert_ok(
+        hq.relay_config(
+            relay.url, upload_token=relay.upload_token, hq_token=relay.hq_token, pin=relay.pin
+        )
+    )
+    assert relay.hq_token not in configured.out and relay.upload_token not in configured.out
+    return hq, [new_monitor(actors, hq, name) for name in devices]

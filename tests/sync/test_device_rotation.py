@@ -10,7 +10,7 @@ trust state (the ``devices`` and ``device_keys`` rows) and archive are unchanged
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,15 +37,7 @@ from fieldapp.store.vault import unlock_home
 from sync.hqimport import Outcome, import_file
 from sync.payload import MAX_STATEMENTS
 from tests.store.conftest import PASSPHRASE, Clock
-from tests.sync.world import Monitor, World, chain, forge, manifest_of, new_world
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = new_world(tmp_path)
-    yield w
-    w.close()
-
+from tests.sync.world import Monitor, World, chain, forge, imported, manifest_of, sent
 
 # ------------------------------------------------------------------ helpers
 
@@ -64,13 +56,6 @@ def trust_state(world: World) -> dict[str, list[object]]:
         t: [tuple(row) for row in world.archive._query(f"SELECT * FROM {t} ORDER BY 1, 2")]  # noqa: S608
         for t in tables
     }
-
-
-def imported(world: World, path: Path) -> Outcome:
-    outcome = import_file(world.archive, path)
-    assert outcome.refusal is None, outcome.refusal.message
-    assert outcome.result is not None
-    return outcome
 
 
 def refused(world: World, path: Path, reason: Refusal, detail: str | None) -> Outcome:
@@ -93,13 +78,6 @@ def refused(world: World, path: Path, reason: Refusal, detail: str | None) -> Ou
     copy = world.hq_home.quarantine / f"{outcome.quarantined_as}.fabundle"
     assert copy.read_bytes() == original
     return outcome
-
-
-def sent(world: World, m: Monitor, narrative: str = "The convoy left at dawn.") -> str:
-    rid = m.add(narrative)
-    [path] = m.build()
-    imported(world, path)
-    return rid
 
 
 def rotation_statement(

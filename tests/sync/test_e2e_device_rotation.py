@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fieldapp.errors import ExitCode
 from tests.sync.e2e import (
+    QUARANTINE_LINE,
     assert_ok,
     assert_refused,
     bundles_in,
@@ -20,8 +21,6 @@ from tests.sync.e2e import (
     new_hq,
     new_monitor,
 )
-
-QUARANTINE_LINE = ("quarantined ",)
 
 
 def test_rotate_send_verify_then_revoke(tmp_path: Path) -> None:

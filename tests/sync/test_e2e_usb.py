@@ -27,6 +27,7 @@ from fieldapp.hq.archive import HqArchive
 from fieldapp.hq.vault import unlock_hq
 from fieldapp.store.home import Home
 from tests.sync.e2e import (
+    QUARANTINE_LINE,
     Hq,
     Monitor,
     assert_ok,
@@ -43,7 +44,6 @@ from tests.sync.e2e import (
 
 CANARY_WORDS = "الكناري يغني عند منتصف الليل قرب بستان القصر"
 WITNESS_NAME = "حسن الشاهد Hassan Witnessname"
-QUARANTINE_LINE = ("quarantined ",)
 
 
 def canary() -> str:

@@ -52,10 +52,12 @@ from tests.sync.world import (
     attachment_files,
     chain,
     forge,
+    imported,
     manifest_doc,
     manifest_of,
     new_world,
     now,
+    sent,
 )
 
 # ------------------------------------------------------------------ helpers
@@ -85,21 +87,6 @@ def refused(world: World, path: Path, reason: Refusal, *, kept: bool = True) -> 
     copy = world.hq_home.quarantine / f"{outcome.quarantined_as}.fabundle"
     assert copy.read_bytes() == original
     return outcome
-
-
-def imported(world: World, path: Path) -> Outcome:
-    outcome = import_file(world.archive, path)
-    assert outcome.refusal is None, outcome.refusal.message
-    assert outcome.result is not None
-    return outcome
-
-
-def sent(world: World, m: Monitor, narrative: str = "The convoy left at dawn.") -> str:
-    """A testimony the monitor built into a bundle that HQ imported (binding the device)."""
-    rid = m.add(narrative)
-    [path] = m.build()
-    imported(world, path)
-    return rid
 
 
 def attachment(

@@ -10,52 +10,30 @@ with the destroyed-key reason, byte for byte; nothing else is lost.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fieldapp.errors import ExitCode
-from fieldapp.hq.archive import HqArchive
-from fieldapp.hq.vault import unlock_hq
-from fieldapp.store.home import Home
 from sync.relayclient import RelayClient
-from tests.relay.server import RelayProcess, running_relay
+from tests.relay.server import RelayProcess
 from tests.sync.e2e import (
+    QUARANTINE_LINE,
     Hq,
     Monitor,
     assert_ok,
     assert_refused,
+    box_keys,
     bundles_in,
+    current_key,
+    deployment,
+    hq_archive,
     new_hq,
     new_monitor,
 )
 
 pytestmark = pytest.mark.slow
-
-QUARANTINE_LINE = ("quarantined ",)
-
-
-@contextlib.contextmanager
-def hq_archive(hq: Hq) -> Iterator[HqArchive]:
-    secret = hq.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
-    archive = HqArchive.open(unlock_hq(Home(hq.home), secret))
-    try:
-        yield archive
-    finally:
-        archive.close()
-
-
-def box_keys(hq: Hq) -> dict[str, dict[str, object]]:
-    """``hq keys --json``'s box keys by id, the current one first."""
-    return {str(k["key_id"]): k for k in hq.ok("hq", "keys", "--json").json()["box_keys"]}
-
-
-def current_key(hq: Hq) -> str:
-    [current] = [k for k, v in box_keys(hq).items() if v["state"] == "current"]
-    return current
 
 
 def sealed_to(hq: Hq) -> dict[str, str]:
@@ -174,24 +152,6 @@ def test_bundles_in_flight_by_usb_stick(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- through a real relay
-
-
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    folder = tmp_path / "relay"
-    folder.mkdir()
-    with running_relay(folder) as running:
-        yield running
-
-
-def deployment(root: Path, relay: RelayProcess, *devices: str) -> tuple[Hq, list[Monitor]]:
-    hq = new_hq(root / "actors")
-    assert_ok(
-        hq.relay_config(
-            relay.url, upload_token=relay.upload_token, hq_token=relay.hq_token, pin=relay.pin
-        )
-    )
-    return hq, [new_monitor(root / "actors", hq, name) for name in devices]
 
 
 def blobs_on(relay: RelayProcess) -> list[str]:

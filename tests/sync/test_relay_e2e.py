@@ -31,12 +31,8 @@ from textual.widgets import Label
 from crypto.keys import RootSigningKey
 from crypto.statements import HqTrust, sign_hq_keys
 from fieldapp.errors import ExitCode
-from fieldapp.hq.archive import HqArchive
-from fieldapp.hq.vault import unlock_hq
 from fieldapp.session import Session
 from fieldapp.store.home import Home
-from fieldapp.store.store import FieldStore
-from fieldapp.store.vault import unlock_home
 from fieldapp.transfer import Progress
 from fieldapp.ui.app import FieldApp
 from fieldapp.ui.screens.sync import SyncScreen
@@ -47,11 +43,13 @@ from tests.relay.server import RelayProcess, free_port, running_relay, store_sna
 from tests.store.conftest import CHEAP
 from tests.sync.e2e import (
     Hq,
-    Monitor,
     Result,
     assert_ok,
     assert_refused,
+    deployment,
     find_leaks,
+    hq_archive,
+    monitor_store,
     new_hq,
     new_monitor,
 )
@@ -76,48 +74,6 @@ def photo(path: Path, size: int) -> Path:
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    folder = tmp_path / "relay"
-    folder.mkdir()
-    with running_relay(folder) as running:
-        yield running
-
-
-def deployment(root: Path, relay: RelayProcess, *devices: str) -> tuple[Hq, list[Monitor]]:
-    """HQ with the relay configured, and monitors enrolled afterwards (files carry the relay)."""
-    actors = root / "actors"
-    hq = new_hq(actors)
-    configured = assert_ok(
-        hq.relay_config(
-            relay.url, upload_token=relay.upload_token, hq_token=relay.hq_token, pin=relay.pin
-        )
-    )
-    assert relay.hq_token not in configured.out and relay.upload_token not in configured.out
-    return hq, [new_monitor(actors, hq, name) for name in devices]
-
-
-@contextlib.contextmanager
-def monitor_store(monitor: Monitor) -> Iterator[FieldStore]:
-    """The monitor's home opened in this process, as the CLI opens it."""
-    secret = monitor.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
-    store = FieldStore.open(unlock_home(Home(monitor.home), secret))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@contextlib.contextmanager
-def hq_archive(hq: Hq) -> Iterator[HqArchive]:
-    secret = hq.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
-    archive = HqArchive.open(unlock_hq(Home(hq.home), secret))
-    try:
-        yield archive
-    finally:
-        archive.close()
 
 
 def blobs_on(relay: RelayProcess) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ confirm it. Through the real CLI (USB), and in-process for the edge cases.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,10 +21,18 @@ from sync.hqtrust import apply_hq_statements
 from sync.outbox import reseal_replaced
 from sync.usb import apply_receipts, verify_receipts
 from tests.relay.server import RelayProcess
-from tests.sync.e2e import assert_ok, assert_refused, bundles_in, new_hq, new_monitor
-from tests.sync.test_key_rotation_e2e import QUARANTINE_LINE, box_keys, current_key
-from tests.sync.test_relay_e2e import deployment, relay  # noqa: F401 -- relay is a fixture
-from tests.sync.world import World, new_world, now
+from tests.sync.e2e import (
+    QUARANTINE_LINE,
+    assert_ok,
+    assert_refused,
+    box_keys,
+    bundles_in,
+    current_key,
+    deployment,
+    new_hq,
+    new_monitor,
+)
+from tests.sync.world import World, now
 
 pytestmark = pytest.mark.slow
 
@@ -80,15 +87,6 @@ def test_a_bundle_sealed_to_a_destroyed_key_is_sealed_again_and_confirmed(
     assert_ok(hq.run("hq", "export-receipts", receipts))
     assert_ok(monitor.run("sync", "import-receipts", receipts))
     assert monitor.status(record) == "confirmed"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = new_world(tmp_path)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def rotate_and_learn(world: World) -> None:
@@ -160,7 +158,7 @@ def test_confirmed_testimonies_are_never_sealed_again(world: World) -> None:
 
 def test_push_again_sends_it_sealed_to_the_current_key(
     tmp_path: Path,
-    relay: RelayProcess,  # noqa: F811 -- the fixture
+    relay: RelayProcess,
 ) -> None:
     hq, [monitor] = deployment(tmp_path, relay, "idlib-1")
     record = monitor.add("Pushed, sealed to key 1, not yet pulled by HQ.")

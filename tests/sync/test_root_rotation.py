@@ -6,7 +6,6 @@ end-to-end runs through the CLI and a relay are in test_root_rotation_e2e.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,18 +26,9 @@ from crypto.statements import (
 from fieldapp.hq.rootkey import rotate_root
 from fieldapp.hq.vault import HQ_KEYS_VALIDITY
 from sync.hqimport import import_file
-from tests.sync.world import World, new_world, now
+from tests.sync.world import World, now
 
 NOW = int(now().timestamp())
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = new_world(tmp_path)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def imported(world: World, count: int = 2) -> list[bytes]:

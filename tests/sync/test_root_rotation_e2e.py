@@ -14,12 +14,13 @@ from tests.sync.e2e import (
     Monitor,
     assert_ok,
     assert_refused,
+    deployment,
     fieldapp,
+    monitor_store,
     new_hq,
     new_monitor,
     parse_fingerprint,
 )
-from tests.sync.test_relay_e2e import deployment, monitor_store, relay  # noqa: F401 -- fixture
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def pushed(monitor: Monitor) -> str:
 
 def test_devices_follow_a_root_rotation_and_nothing_in_flight_is_lost(
     tmp_path: Path,
-    relay: RelayProcess,  # noqa: F811 -- the fixture
+    relay: RelayProcess,
 ) -> None:
     hq, [monitor] = deployment(tmp_path, relay, "aleppo-1")
     first = monitor.add("Before the rotation: detained at the checkpoint for three days.")

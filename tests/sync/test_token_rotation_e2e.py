@@ -11,11 +11,10 @@ them, leaves each monitor's saved token state byte-identical.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +24,25 @@ import pytest
 from crypto.keys import DeviceVerifyKey, RootSigningKey, SignPurpose
 from crypto.tokennotice import SEAL_DOMAIN, parse_notice, token_raw, write_notice
 from fieldapp.errors import ExitCode
-from fieldapp.hq.archive import HqArchive
 from fieldapp.hq.uploadtokens import UploadTokenBook
-from fieldapp.hq.vault import unlock_hq
-from fieldapp.store.home import Home
-from fieldapp.store.store import FieldStore
-from fieldapp.store.vault import unlock_home
 from sync.relay.tokenkeeper import NOTICE_FILE
 from sync.relay.tokens import TOKENS_FILE
 from sync.tokenrotation import rotate_upload_token
-from tests.relay.server import RelayProcess, running_relay
+from tests.relay.server import RelayProcess
 from tests.sync.e2e import (
     Hq,
     Monitor,
     assert_ok,
     assert_refused,
     find_leaks,
+    hq_archive,
+    monitor_store,
     new_hq,
     new_monitor,
 )
 from tests.test_tokennotice import T0
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def monitor_store(monitor: Monitor) -> Iterator[FieldStore]:
-    secret = monitor.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
-    store = FieldStore.open(unlock_home(Home(monitor.home), secret))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@contextlib.contextmanager
-def hq_archive(hq: Hq) -> Iterator[HqArchive]:
-    secret = hq.passphrase_file.read_text(encoding="utf-8").removesuffix("\n")
-    archive = HqArchive.open(unlock_hq(Home(hq.home), secret))
-    try:
-        yield archive
-    finally:
-        archive.close()
 
 
 def saved_token_state(monitor: Monitor) -> tuple[Any, ...]:
@@ -107,14 +83,6 @@ def end_the_grace(relay: RelayProcess) -> None:
 def device_key(hq: Hq, name: str) -> DeviceVerifyKey:
     with hq_archive(hq) as archive:
         return archive.device(name).keys[-1]
-
-
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    folder = tmp_path / "relay"
-    folder.mkdir()
-    with running_relay(folder) as running:
-        yield running
 
 
 def test_rotation_reaches_enrolled_devices_only(tmp_path: Path, relay: RelayProcess) -> None:

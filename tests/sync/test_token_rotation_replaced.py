@@ -21,14 +21,8 @@ from sync.relay.tokenkeeper import NOTICE_FILE
 from sync.relayclient import RelayError
 from sync.tokenrotation import rotate_upload_token
 from tests.relay.server import RelayProcess
-from tests.sync.e2e import Hq, Monitor, assert_ok, assert_refused, new_hq, new_monitor
-from tests.sync.test_token_rotation_e2e import (  # noqa: F401 -- relay is a fixture
-    device_key,
-    hq_archive,
-    relay,
-    stored_token,
-    token_works,
-)
+from tests.sync.e2e import Hq, Monitor, assert_ok, assert_refused, hq_archive, new_hq, new_monitor
+from tests.sync.test_token_rotation_e2e import device_key, stored_token, token_works
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +43,7 @@ def deployment(root: Path, server: RelayProcess, *names: str) -> tuple[Hq, list[
 
 def test_a_pending_rotation_never_reaches_a_device_revoked_since(
     tmp_path: Path,
-    relay: RelayProcess,  # noqa: F811
+    relay: RelayProcess,
 ) -> None:
     hq, [amal, carim] = deployment(tmp_path / "actors", relay, "amal", "carim")
     relay.stop()
@@ -78,7 +72,7 @@ def test_a_pending_rotation_never_reaches_a_device_revoked_since(
 
 def test_a_pending_rotation_whose_grace_ran_out_is_replaced(
     tmp_path: Path,
-    relay: RelayProcess,  # noqa: F811
+    relay: RelayProcess,
 ) -> None:
     hq, _ = deployment(tmp_path / "actors", relay, "amal")
     start = datetime.now(UTC)
@@ -99,7 +93,7 @@ def test_a_pending_rotation_whose_grace_ran_out_is_replaced(
 
 def test_a_root_rotation_signs_the_token_notice_again(
     tmp_path: Path,
-    relay: RelayProcess,  # noqa: F811
+    relay: RelayProcess,
 ) -> None:
     hq, [amal] = deployment(tmp_path / "actors", relay, "amal")
     hq.ok("hq", "rotate-upload-token")

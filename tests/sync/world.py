@@ -32,6 +32,7 @@ from fieldapp.store.home import Home
 from fieldapp.store.store import FieldStore, new_record_id
 from fieldapp.store.vault import create_home
 from sync.enrol import enrol
+from sync.hqimport import Outcome, import_file
 from sync.outbox import build_bundles, outbox_path
 from sync.payload import (
     FORMAT_VERSION,
@@ -199,6 +200,22 @@ class World:
             for p in self.hq_home.quarantine.iterdir()
             if p.name.endswith(".reason")
         }
+
+
+def imported(world: World, path: Path) -> Outcome:
+    """Import one bundle file at HQ; it must import."""
+    outcome = import_file(world.archive, path)
+    assert outcome.refusal is None, outcome.refusal.message
+    assert outcome.result is not None
+    return outcome
+
+
+def sent(world: World, m: Monitor, narrative: str = "The convoy left at dawn.") -> str:
+    """A testimony the monitor built into a bundle that HQ imported (binding the device)."""
+    rid = m.add(narrative)
+    [path] = m.build()
+    imported(world, path)
+    return rid
 
 
 def attachment_files(home: Home) -> set[str]:
